@@ -1,0 +1,97 @@
+"""``livemod bench batch``: the whole pipeline against bare faster-whisper on the same audio.
+
+Both sides use the same weights, compute type, threads and beam size.  Model loading and Ray
+start-up are one-off costs and are timed apart from the processing itself, which is what
+grows with hours of audio; the pipeline's cold total (start-up included) is printed too.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline.config import PROJECT_ROOT, Config
+from pipeline.media import decode_audio, probe
+from pipeline.records import SAMPLE_RATE
+
+DEMO_STREAM = PROJECT_ROOT / "assets" / "demo" / "stream.mp4"
+
+
+def _bare_asr(config: Config, audio) -> tuple[float, float, str]:
+    """Load faster-whisper and transcribe the decoded audio as a user of the library would."""
+    from faster_whisper import WhisperModel
+
+    from pipeline.asr.faster_whisper import pick_device
+    from pipeline.asr.weights import resolve_model
+
+    c = config.asr
+    t0 = time.perf_counter()
+    model = WhisperModel(
+        resolve_model(c.model)[0],
+        device=pick_device(c.device),
+        compute_type=c.compute_type,
+        cpu_threads=c.cpu_threads,
+    )
+    t1 = time.perf_counter()
+    segments, _ = model.transcribe(audio, language=c.language, beam_size=c.beam_size)
+    text = "".join(s.text for s in segments)
+    return t1 - t0, time.perf_counter() - t1, text
+
+
+def _pipeline(config: Config, source: str, use_ray: bool) -> tuple[float, float, int]:
+    """Run the batch pipeline into a scratch folder: (start-up s, processing s, violations)."""
+    from pipeline.classify.classifier import Classifier
+    from pipeline.output import OutputWriter
+    from pipeline.runners.local import Progress, run_local
+
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        writer = OutputWriter(Path(out), config, Classifier(config.classifier).version)
+        bar = Progress(enabled=False)
+        if use_ray:
+            import ray
+
+            from pipeline.runners.ray_batch import RayBatch
+
+            batch = RayBatch(config, writer, bar)
+            ray.get(
+                [a.__ray_ready__.remote() for a in [*batch.preparers, *batch.asr.actors, batch.classifier]]
+            )
+            t1 = time.perf_counter()
+            batch.run([source])
+        else:
+            t1 = t0  # the local runner loads its models inside run_local
+            run_local([source], config, writer, bar)
+        writer.close()
+        t2 = time.perf_counter()
+        return t1 - t0, t2 - t1, sum(len(r.violations) for r in writer.results)
+
+
+def bench_batch(config: Config, audio_path: str | None, use_ray: bool = True) -> int:
+    source = str(audio_path or DEMO_STREAM)
+    seconds = probe(source).duration
+    audio = decode_audio(source)
+    print(f"audio: {source} ({seconds:.1f} s, {len(audio) / SAMPLE_RATE:.1f} s decoded)")
+    print(
+        f"asr: {config.asr.model} {config.asr.compute_type}, beam {config.asr.beam_size}, "
+        f"cpu_threads {config.asr.cpu_threads or 'auto'}; runner: {'ray' if use_ray else 'local'}"
+    )
+    bare_load, bare, _ = _bare_asr(config, audio)
+    start, run, n = _pipeline(config, source, use_ray)
+    rows = [
+        ("bare faster-whisper transcribe()", bare, bare_load),
+        ("livemod pipeline (decode, VAD, ASR, classify, clips, db, report)", run, start),
+    ]
+    print(f"\n{'':66s} {'wall s':>8s} {'× real time':>12s} {'vs bare':>8s} {'start-up s':>11s}")
+    for name, wall, setup in rows:
+        print(f"{name:66s} {wall:8.2f} {seconds / wall:12.1f} {wall / bare:7.2f}× {setup:11.2f}")
+    print(
+        f"{'livemod pipeline, cold (start-up included)':66s} {start + run:8.2f} "
+        f"{seconds / (start + run):12.1f} {(start + run) / bare:7.2f}×"
+    )
+    print(
+        f"\npipeline / bare ASR = {run / bare:.2f} (target ≤ 1.15); "
+        f"pipeline speed = {seconds / run:.1f}× real time (target ≥ 5); {n} violations"
+    )
+    return 0

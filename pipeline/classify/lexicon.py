@@ -1,0 +1,185 @@
+"""The lexicon: YAML files of terms per subcategory, matched with Aho-Corasick.
+
+Each file covers one category (see ``models/lexicon/README.md`` for the schema).  Users add
+their own files (``classifier.user_lexicons``): entries with a new id add terms, entries with
+an existing id replace them, ``disable: [id, ...]`` removes entries, and ``allow: [phrase, ...]``
+lists phrases that cancel any match they cover.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ahocorasick
+import yaml
+
+from pipeline.classify.normalize import normalize
+from pipeline.classify.phonetic import PhoneticIndex
+from pipeline.classify.taxonomy import CATEGORIES, SEVERITIES
+
+
+class LexiconError(ValueError):
+    """A lexicon file that does not follow the schema; the message names file and key."""
+
+
+@dataclass(frozen=True)
+class Subcategory:
+    category: str
+    name: str
+    severity: str
+    basis: str
+    description: str = ""
+
+    @property
+    def code(self) -> str:
+        return f"{self.category}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    term: str
+    sub: Subcategory
+    variants: tuple[str, ...] = ()
+    exceptions: tuple[str, ...] = ()
+    requires_any: tuple[str, ...] = ()
+    weight: float = 1.0
+    source: str = ""  # file it came from
+
+
+@dataclass(frozen=True)
+class Match:
+    start: int  # offsets in the normalised text
+    end: int
+    entry: Entry
+    kind: str  # exact | variant | phonetic | fuzzy | near
+
+
+@dataclass
+class Lexicon:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    allow: list[str] = field(default_factory=list)
+    version: str = ""
+    _automaton: ahocorasick.Automaton | None = None
+    _phonetic: PhoneticIndex | None = None
+
+    @classmethod
+    def load(cls, folder: Path, extra: Iterable[Path] = ()) -> Lexicon:
+        """Load every ``*.yaml`` in ``folder``, then the user's files in order."""
+        lex = cls()
+        files = sorted(Path(folder).glob("*.yaml"))
+        if not files:
+            raise LexiconError(f"{folder}: no lexicon files (*.yaml) found (classifier.lexicon_dir)")
+        digest = hashlib.sha1()
+        versions = []
+        for path in [*files, *map(Path, extra)]:
+            if not path.is_file():
+                raise LexiconError(f"{path}: lexicon file not found (classifier.user_lexicons)")
+            raw = path.read_bytes()
+            digest.update(raw)
+            versions.append(lex._add_file(path, raw))
+        lex.version = (
+            f"lexicon-{max(v for v in versions if v) if any(versions) else '0'}+{digest.hexdigest()[:8]}"
+        )
+        lex._build()
+        return lex
+
+    def _add_file(self, path: Path, raw: bytes) -> str:
+        try:
+            doc = yaml.safe_load(raw.decode("utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise LexiconError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(doc, dict):
+            raise LexiconError(f"{path}: expected a mapping at the top level")
+        for item in doc.get("disable") or []:
+            self.entries.pop(str(item), None)
+        self.allow += [normalize(str(p)).text for p in doc.get("allow") or []]
+        category = doc.get("category")
+        subs = doc.get("subcategories") or {}
+        if subs and category not in CATEGORIES:
+            raise LexiconError(f"{path}: category: unknown {category!r}; known: {', '.join(CATEGORIES)}")
+        for name, spec in subs.items():
+            self._add_subcategory(path, category, name, spec or {})
+        return str(doc.get("version") or "")
+
+    def _add_subcategory(self, path: Path, category: str, name: str, spec: dict) -> None:
+        where = f"{path}: subcategories.{name}"
+        if name not in CATEGORIES[category]:
+            raise LexiconError(
+                f"{where}: unknown subcategory of {category}; known: {', '.join(CATEGORIES[category])}"
+            )
+        severity = spec.get("severity")
+        if severity not in SEVERITIES:
+            raise LexiconError(f"{where}.severity: expected one of {SEVERITIES}, got {severity!r}")
+        if not spec.get("basis"):
+            raise LexiconError(f"{where}.basis: every subcategory needs a legal or platform basis")
+        sub = Subcategory(category, name, severity, str(spec["basis"]), str(spec.get("description", "")))
+        for k, item in enumerate(spec.get("entries") or []):
+            if not isinstance(item, dict) or not item.get("id") or not item.get("term"):
+                raise LexiconError(f"{where}.entries[{k}]: needs at least id and term")
+            weight = float(item.get("weight", 1.0))
+            if not 0 < weight <= 1:
+                raise LexiconError(f"{where}.entries[{k}].weight: must be in (0, 1], got {weight}")
+            self.entries[str(item["id"])] = Entry(
+                id=str(item["id"]),
+                term=str(item["term"]),
+                sub=sub,
+                variants=tuple(str(v) for v in item.get("variants") or ()),
+                exceptions=tuple(normalize(str(v)).text for v in item.get("exceptions") or ()),
+                requires_any=tuple(normalize(str(v)).text for v in item.get("requires_any") or ()),
+                weight=weight,
+                source=path.name,
+            )
+
+    def _build(self) -> None:
+        auto = ahocorasick.Automaton()
+        keyed: dict[str, list[tuple[Entry, str]]] = {}
+        for entry in self.entries.values():
+            forms = [(entry.term, "exact")] + [(v, "variant") for v in entry.variants]
+            for form, kind in forms:
+                key = normalize(form).text
+                if key:
+                    keyed.setdefault(key, []).append((entry, kind))
+        for key, items in keyed.items():
+            auto.add_word(key, (len(key), tuple(items)))
+        if keyed:
+            auto.make_automaton()
+        self._automaton = auto if keyed else None
+        self._phonetic = PhoneticIndex([(key, entry) for key, items in keyed.items() for entry, _ in items])
+
+    @property
+    def subcategories(self) -> dict[str, Subcategory]:
+        return {e.sub.code: e.sub for e in self.entries.values()}
+
+    def matches(self, text: str) -> Iterator[Match]:
+        """All matches in normalised ``text``, spelled or by sound, that pass exceptions,
+        requirements and allow-lists.  A span matched by spelling is not matched again by sound."""
+        if self._automaton is None:
+            return
+        found: list[Match] = []
+        for last, (length, items) in self._automaton.iter(text):
+            found += [Match(last - length + 1, last + 1, entry, kind) for entry, kind in items]
+        spelled = {(m.start, m.end, m.entry.id) for m in found}
+        for hit in self._phonetic.find(text):
+            if (hit.start, hit.end, hit.payload.id) not in spelled:
+                found.append(Match(hit.start, hit.end, hit.payload, hit.kind))
+        allowed = [span for a in self.allow for span in _spans(text, a)]
+        for m in found:
+            if any(a <= m.start and m.end <= b for a, b in allowed):
+                continue
+            if any(a <= m.start and m.end <= b for ex in m.entry.exceptions for a, b in _spans(text, ex)):
+                continue
+            if m.entry.requires_any and not any(w in text for w in m.entry.requires_any):
+                continue
+            yield m
+
+
+def _spans(text: str, needle: str) -> list[tuple[int, int]]:
+    out, i = [], text.find(needle)
+    while needle and i >= 0:
+        out.append((i, i + len(needle)))
+        i = text.find(needle, i + 1)
+    return out

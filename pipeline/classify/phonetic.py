@@ -1,0 +1,137 @@
+"""Phonetic matching: find lexicon terms by how they sound, not how ASR spelled them.
+
+Whisper writes what it hears with whatever characters fit: 包治百病 → 包制摆病, 象牙 → 向牙,
+弹弓枪 → 但公枪.  The sound survives, so terms are also matched on a toneless-pinyin
+projection of the text (``phonetic``), on a fuzzy projection that merges the confusions
+Mandarin ASR and accents really make (z/zh, c/ch, s/sh, n/l, f/h, -n/-ng: ``fuzzy``), and,
+for terms of four or more syllables, with one wrong but similar-sounding syllable (any
+syllable from five on: ``near``).  Each step away from the spelling scores lower.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import ahocorasick
+from pypinyin import lazy_pinyin
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+ANY_SYLLABLE_FROM = 5  # in terms this long, one wrong syllable need not even sound similar
+_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"), ("f", "h"))
+
+
+def syllables(text: str) -> list[str]:
+    """One toneless pinyin syllable per character (other characters stand for themselves)."""
+    out = lazy_pinyin(text, errors=lambda chunk: list(chunk))
+    if len(out) != len(text):  # pypinyin merged something unexpected: fall back to per char
+        out = [lazy_pinyin(ch, errors=lambda c: list(c))[0] for ch in text]
+    return out
+
+
+@functools.cache
+def fuzzy(syllable: str) -> str:
+    """Merge the initials and finals Mandarin ASR confuses: zh→z, ch→c, sh→s, n→l, f→h, -ng→-n."""
+    for a, b in _INITIALS:
+        if syllable.startswith(a):
+            syllable = b + syllable[len(a) :]
+            break
+    return syllable[:-1] if syllable.endswith("ng") else syllable
+
+
+@functools.cache
+def similar(a: str, b: str) -> bool:
+    """Two fuzzy syllables that ASR could plausibly swap: same initial or same final."""
+    if a == b:
+        return True
+    if not (a.isalpha() and b.isalpha()):
+        return False
+    ia, ib = re.match(r"[^aeiouv]*", a)[0], re.match(r"[^aeiouv]*", b)[0]
+    return (ia == ib and ia != "") or a[len(ia) :] == b[len(ib) :]
+
+
+def _key(sylls: list[str]) -> str:
+    return "|" + "|".join(sylls) + "|"
+
+
+@dataclass(frozen=True)
+class PhoneticHit:
+    start: int  # character offsets in the text given to ``find``
+    end: int
+    payload: object
+    kind: str  # phonetic | fuzzy | near
+
+
+class PhoneticIndex:
+    """Aho-Corasick over pinyin keys: terms in, hits with character offsets out."""
+
+    def __init__(self, terms: list[tuple[str, object]], near_min_syllables: int = 4) -> None:
+        self._exact = ahocorasick.Automaton()
+        self._fuzzy = ahocorasick.Automaton()
+        self._halves = ahocorasick.Automaton()
+        exact: dict[str, list] = {}
+        fuzz: dict[str, list] = {}
+        halves: dict[str, list] = {}
+        for term, payload in terms:
+            if not term or not all(_CJK.match(ch) for ch in term):
+                continue
+            sy = syllables(term)
+            fz = [fuzzy(s) for s in sy]
+            exact.setdefault(_key(sy), []).append((len(sy), payload))
+            fuzz.setdefault(_key(fz), []).append((len(fz), payload))
+            if len(fz) >= near_min_syllables:
+                k = len(fz) // 2
+                # one wrong syllable leaves one half intact: find halves, then verify the whole
+                halves.setdefault(_key(fz[:k]), []).append((0, fz, payload))
+                halves.setdefault(_key(fz[k:]), []).append((k, fz, payload))
+        for auto, table in ((self._exact, exact), (self._fuzzy, fuzz), (self._halves, halves)):
+            for key, items in table.items():
+                auto.add_word(key, (key.count("|") - 1, items))
+            if table:
+                auto.make_automaton()
+        self._has = {"exact": bool(exact), "fuzzy": bool(fuzz), "halves": bool(halves)}
+
+    def find(self, text: str) -> list[PhoneticHit]:
+        sy = syllables(text)
+        fz = [fuzzy(s) for s in sy]
+        hits: dict[tuple[int, int, int], PhoneticHit] = {}
+        for kind, auto, seq in (("phonetic", self._exact, sy), ("fuzzy", self._fuzzy, fz)):
+            if not self._has["exact" if kind == "phonetic" else "fuzzy"]:
+                continue
+            key, ends = _positions(seq)
+            for last, (n, items) in auto.iter(key):
+                end_syl = ends.get(last)
+                if end_syl is None:
+                    continue
+                for _, payload in items:
+                    s = end_syl - n
+                    hits.setdefault((s, end_syl, id(payload)), PhoneticHit(s, end_syl, payload, kind))
+        if self._has["halves"]:
+            key, ends = _positions(fz)
+            for last, (n, items) in self._halves.iter(key):
+                end_syl = ends.get(last)
+                if end_syl is None:
+                    continue
+                for offset, term, payload in items:
+                    s = end_syl - n - offset
+                    e = s + len(term)
+                    if s < 0 or e > len(fz) or (s, e, id(payload)) in hits:
+                        continue
+                    diffs = [i for i in range(len(term)) if term[i] != fz[s + i]]
+                    if len(diffs) == 1 and (
+                        len(term) >= ANY_SYLLABLE_FROM or similar(term[diffs[0]], fz[s + diffs[0]])
+                    ):
+                        hits[(s, e, id(payload))] = PhoneticHit(s, e, payload, "near")
+        return list(hits.values())
+
+
+def _positions(seq: list[str]) -> tuple[str, dict[int, int]]:
+    """The key string of ``seq``, and for each closing '|' the number of syllables before it."""
+    key = _key(seq)
+    ends: dict[int, int] = {}
+    pos = 0
+    for i, s in enumerate(seq):
+        pos += 1 + len(s)
+        ends[pos] = i + 1  # key[pos] is the '|' closing syllable i, where a match can end
+    return key, ends

@@ -1,0 +1,211 @@
+"""The ``livemod`` command: batch, classify, eval and bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.config import Config, ConfigError, load_config
+
+log = logging.getLogger("pipeline")
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config (default: configs/default.yaml)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set asr.beam_size=3 (repeatable)",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livemod", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"livemod {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("batch", help="moderate recorded streams (files or folders)")
+    b.add_argument("inputs", nargs="+", help="media files or folders (searched recursively)")
+    b.add_argument("--out", required=True, help="output folder")
+    b.add_argument("--glob", default="*", help="in folders, only files matching this pattern")
+    b.add_argument("--address", help="Ray cluster to join (host:port or 'auto'); default: local Ray")
+    b.add_argument("--no-ray", action="store_true", help="run in this process without Ray")
+    b.add_argument("--asr-model", help="bundled, a local CTranslate2 model folder, or a model name")
+    b.add_argument("--asr-workers", type=int, help="ASR actors in the pool")
+    b.add_argument("--no-clips", action="store_true", help="do not cut clips")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(b)
+
+    c = sub.add_parser("classify", help="classify text lines or JSONL ({id, text})")
+    c.add_argument("file", nargs="?", default="-", help="input file, or - for stdin")
+    c.add_argument("--out", help="output JSONL file (default: stdout)")
+    _common(c)
+
+    e = sub.add_parser("eval", help="score the classifier on labelled JSONL, or a batch run on truth")
+    e.add_argument("labelled", help="JSONL with text and labels (e.g. assets/demo/truth.jsonl)")
+    e.add_argument("--violations", help="a batch run's violations.jsonl: score stream times too")
+    e.add_argument("--tolerance", type=float, default=2.0, help="seconds allowed on start times")
+    _common(e)
+
+    k = sub.add_parser("bench", help="benchmarks")
+    k.add_argument("what", choices=["batch"], help="batch: whole pipeline vs bare faster-whisper")
+    k.add_argument("--audio", default=None, help="media file (default: the demo stream)")
+    k.add_argument("--no-ray", action="store_true", help="time the in-process runner instead of Ray")
+    _common(k)
+    return parser
+
+
+def _config(args) -> Config:
+    overrides = list(args.overrides)
+    for flag, key in (("asr_model", "asr.model"), ("asr_workers", "asr.workers"), ("address", "ray.address")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if getattr(args, "no_clips", False):
+        overrides.append("clips.enabled=false")
+    if getattr(args, "no_ray", False):
+        overrides.append("ray.enabled=false")
+    return load_config(args.config, overrides)
+
+
+def expand_inputs(inputs: list[str], pattern: str = "*") -> list[str]:
+    """Files as given, folders searched recursively (hidden files skipped); order is stable.
+    Files that are not media are kept so that they are reported, not silently ignored."""
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(
+                str(f)
+                for f in p.rglob(pattern)
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+        else:
+            out.append(item)
+    seen: set[str] = set()
+    return [x for x in out if not (x in seen or seen.add(x))]
+
+
+def cmd_batch(args) -> int:
+    from pipeline.batch import run_batch, summary_table
+
+    config = _config(args)
+    sources = expand_inputs(args.inputs, args.glob)
+    if not sources:
+        print("livemod batch: no input files found", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.monotonic()
+    results, report, warnings = run_batch(sources, config, Path(args.out), progress=not args.quiet)
+    print(summary_table(results, time.monotonic() - started))
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    out = Path(args.out)
+    print(
+        f"\noutputs in {out}/: violations.jsonl, transcripts/, clips/, "
+        f"{config.output.database}" + (f", {report.name}" if report else "")
+    )
+    if report:
+        print(f"open the report: {report.resolve().as_uri()}")
+    return EXIT_SOME_FAILED if any(not r.ok for r in results) else EXIT_OK
+
+
+def _read_texts(file: str) -> list[dict]:
+    stream = sys.stdin if file == "-" else open(file, encoding="utf-8")
+    items = []
+    with stream:
+        for n, line in enumerate(stream, start=1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("{"):
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{file}:{n}: bad JSON: {exc.msg}") from None
+                if "text" not in obj:
+                    raise ValueError(f"{file}:{n}: JSON object without a 'text' field")
+                items.append({"id": obj.get("id", n), "text": str(obj["text"])})
+            else:
+                items.append({"id": n, "text": line})
+    return items
+
+
+def cmd_classify(args) -> int:
+    from pipeline.classify.classifier import Classifier
+
+    clf = Classifier(_config(args).classifier)
+    items = _read_texts(args.file)
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    try:
+        for item in items:
+            result = clf.classify(item["text"]).to_dict()
+            out.write(json.dumps({**item, **result}, ensure_ascii=False) + "\n")
+    finally:
+        if args.out:
+            out.close()
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from pipeline.classify.classifier import Classifier
+    from pipeline.evaluate import format_scores, match_stream, read_jsonl, score_labels
+
+    rows = read_jsonl(args.labelled)
+    clf = Classifier(_config(args).classifier)
+    gold = [set(r.get("labels", [])) for r in rows]
+    pred = [{lab.code for lab in clf.classify(r["text"]).labels} for r in rows]
+    print(f"classifier {clf.version} on {args.labelled} ({len(rows)} items)")
+    print(format_scores(score_labels(gold, pred)))
+    if args.violations:
+        m = match_stream(rows, read_jsonl(args.violations), args.tolerance)
+        print(
+            f"\nstream: found {len(m.found)}/{len(m.found) + len(m.missed)} violating utterances "
+            f"(recall {m.recall:.2f}, start within ±{args.tolerance:g} s), "
+            f"{len(m.false_alarms)} false alarms"
+        )
+        for u in m.missed:
+            print(f"  missed  {u['start']:7.2f}s {','.join(u['labels'])}: {u['text']}")
+        for v in m.false_alarms:
+            print(f"  false   {v['start']:7.2f}s {v['category']}.{v['subcategory']}: {v['text']}")
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    from pipeline.bench import bench_batch
+
+    return bench_batch(_config(args), args.audio, use_ray=not args.no_ray)
+
+
+COMMANDS = {"batch": cmd_batch, "classify": cmd_classify, "eval": cmd_eval, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, OSError) as exc:
+        print(f"livemod {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Typed configuration loaded from ``configs/*.yaml`` and overridable from the command line.
+
+Relative paths in a config file are resolved against the folder of that file, so a config
+can be moved together with the lexicons and models it names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MediaConfig(_Section):
+    ffmpeg: str = "auto"  # path to ffmpeg, or "auto": system ffmpeg, else imageio-ffmpeg's
+    block_seconds: float = Field(30.0, gt=0)  # decoded audio is read in blocks this long
+
+
+class VadConfig(_Section):
+    threshold: float = Field(0.5, gt=0, lt=1)  # speech probability that opens an utterance
+    min_silence_ms: int = Field(600, ge=0)  # silence that closes an utterance
+    min_speech_ms: int = Field(250, ge=0)  # shorter bursts are dropped
+    speech_pad_ms: int = Field(150, ge=0)  # padding kept on both sides of speech
+    max_utterance_s: float = Field(30.0, gt=1, le=30)  # longer speech is cut here
+
+
+class HallucinationConfig(_Section):
+    no_speech_prob: float = Field(0.6, ge=0, le=1)  # with a low logprob: treated as no speech
+    logprob_threshold: float = -1.0
+    max_repeats: int = Field(4, ge=2)  # the same phrase this many times in a row is a loop
+    phrases: list[str] = Field(
+        default_factory=lambda: [
+            "字幕由Amara.org社群提供",
+            "字幕由Amara.org社区提供",
+            "请不吝点赞订阅转发打赏支持明镜与点点栏目",
+            "明镜与点点栏目",
+            "感谢观看",
+            "谢谢观看",
+            "字幕志愿者",
+            "字幕by",
+            "中文字幕",
+            "优优独播剧场",
+            "YoYo Television Series Exclusive",
+            "请订阅",
+            "订阅我的频道",
+        ]
+    )
+
+
+class AsrConfig(_Section):
+    backend: Literal["faster-whisper"] = "faster-whisper"
+    model: str = "bundled"  # "bundled" (Whisper base from the registry), a local dir, or a name
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "int8"  # int8 | int8_float32 | float32 | float16 (GPU)
+    cpu_threads: int = Field(0, ge=0)  # 0: one per core
+    beam_size: int = Field(5, ge=1)
+    temperatures: list[float] = Field(default_factory=lambda: [0.0, 0.2, 0.4])  # fallback ladder
+    language: str = "zh"
+    initial_prompt: str = "以下是普通话的直播带货内容，使用简体中文。"
+    window_s: float = Field(28.0, gt=1, le=30)  # utterances are packed into windows this long
+    gap_s: float = Field(0.4, ge=0, le=2)  # silence inserted between packed utterances
+    workers: int = Field(1, ge=1)  # ASR actors in the Ray pool
+    hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
+
+
+class ClassifierConfig(_Section):
+    lexicon_dir: Path = PROJECT_ROOT / "models" / "lexicon"
+    user_lexicons: list[Path] = Field(default_factory=list)  # extra deny/allow YAML files
+    min_score: float = Field(0.5, ge=0, le=1)  # labels below this score are not violations
+    negation_window: int = Field(6, ge=0)  # characters before a match searched for negation
+
+
+class ClipConfig(_Section):
+    enabled: bool = True
+    context_s: float = Field(3.0, ge=0)  # media kept before and after a violation
+    video: bool = True  # keep the video track when the source has one
+
+
+class RayConfig(_Section):
+    enabled: bool = True
+    address: str | None = None  # None: start a local instance; "auto" or host:port to join
+    num_cpus: int | None = None  # for a local instance
+    prepare_workers: int = Field(1, ge=1)  # decode + VAD actors
+    max_inflight_windows: int = Field(4, ge=1)  # back-pressure towards the ASR pool
+
+
+class OutputConfig(_Section):
+    database: str = "moderation.db"  # file name inside --out, or an absolute path
+    subtitles: bool = True
+    report: bool = True
+
+
+class Config(_Section):
+    media: MediaConfig = Field(default_factory=MediaConfig)
+    vad: VadConfig = Field(default_factory=VadConfig)
+    asr: AsrConfig = Field(default_factory=AsrConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    clips: ClipConfig = Field(default_factory=ClipConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+def _error_line(exc: ValidationError, origin: str) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(root)"
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{origin}: {key}: {err['msg']}{shown}"
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    clf = data.get("classifier")
+    if not isinstance(clf, dict):
+        return
+    if isinstance(clf.get("lexicon_dir"), str):
+        clf["lexicon_dir"] = str((base / clf["lexicon_dir"]).resolve())
+    if isinstance(clf.get("user_lexicons"), list):
+        clf["user_lexicons"] = [str((base / p).resolve()) for p in clf["user_lexicons"]]
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``asr.beam_size=3`` → (["asr", "beam_size"], 3); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. asr.beam_size=3")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (the default one when ``path`` is None) and apply ``key=value`` overrides."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    data: dict = {}
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        _resolve_paths(data, path.parent)
+    elif path != DEFAULT_CONFIG:
+        raise ConfigError(f"{path}: config file not found")
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: {k} is not a section")
+        node[keys[-1]] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_error_line(exc, str(path))) from None

@@ -1,0 +1,202 @@
+"""Voice activity detection and windowing.
+
+Audio arrives in blocks; :class:`Segmenter` turns it into utterances (speech between pauses,
+cut at ``max_utterance_s``) that know their stream time, without ever holding more than the
+current utterance in memory.  :func:`pack_windows` then packs consecutive utterances into
+windows of up to 30 s, because Whisper always encodes 30 s of audio: one window per 30 s
+instead of one per utterance is several times less encoder work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.config import VadConfig
+from pipeline.records import SAMPLE_RATE, Utterance
+
+FRAME = 512  # silero-vad's frame at 16 kHz (32 ms)
+
+
+class SileroVad:
+    """Streaming speech probabilities from the silero-vad model bundled in its wheel (ONNX)."""
+
+    def __init__(self) -> None:
+        import torch
+        from silero_vad import load_silero_vad
+
+        self._torch = torch
+        self.model = load_silero_vad(onnx=True)
+
+    def reset(self) -> None:
+        self.model.reset_states()
+
+    def __call__(self, frame: np.ndarray) -> float:
+        return float(self.model(self._torch.from_numpy(frame), SAMPLE_RATE).item())
+
+
+@dataclass
+class Segmenter:
+    """Cut a stream into utterances as its audio arrives (batch and live use the same code)."""
+
+    stream_id: str
+    config: VadConfig
+    vad: SileroVad
+    _buf: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    _buf_start: int = 0  # stream sample index of _buf[0]
+    _pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    _pos: int = 0  # stream sample index of the next frame
+    _speech_start: int | None = None
+    _silence_start: int | None = None
+    _probs: list[float] = field(default_factory=list)  # of the current utterance
+    _last_end: int = 0
+    _index: int = 0
+
+    def __post_init__(self) -> None:
+        self.vad.reset()
+        c = self.config
+        self._pad = int(c.speech_pad_ms * SAMPLE_RATE / 1000)
+        self._min_silence = int(c.min_silence_ms * SAMPLE_RATE / 1000)
+        self._min_speech = int(c.min_speech_ms * SAMPLE_RATE / 1000)
+        self._max_len = int(c.max_utterance_s * SAMPLE_RATE) - 2 * self._pad
+        self._off = max(0.0, c.threshold - 0.15)
+
+    @property
+    def position(self) -> float:
+        """Seconds of audio consumed so far."""
+        return self._pos / SAMPLE_RATE
+
+    def feed(self, audio: np.ndarray) -> Iterator[tuple[Utterance, np.ndarray]]:
+        """Add audio; yield every utterance that ended inside it."""
+        self._buf = np.concatenate([self._buf, audio])
+        data = np.concatenate([self._pending, audio]) if len(self._pending) else audio
+        n = len(data) // FRAME * FRAME
+        self._pending = data[n:].copy()
+        for i in range(0, n, FRAME):
+            yield from self._step(data[i : i + FRAME])
+        self._trim()
+
+    def flush(self) -> Iterator[tuple[Utterance, np.ndarray]]:
+        """End of stream: emit the utterance still open, if any."""
+        end = self._pos + len(self._pending)
+        if self._speech_start is not None:
+            stop = self._silence_start if self._silence_start is not None else end
+            yield from self._emit(self._speech_start, stop)
+        self._speech_start = None
+
+    def _step(self, frame: np.ndarray) -> Iterator[tuple[Utterance, np.ndarray]]:
+        p = self.vad(frame)
+        here = self._pos
+        self._pos += FRAME
+        if self._speech_start is None:
+            if p >= self.config.threshold:
+                self._speech_start, self._silence_start, self._probs = here, None, [p]
+            return
+        self._probs.append(p)
+        if p >= self.config.threshold:
+            self._silence_start = None
+        elif p < self._off and self._silence_start is None:
+            self._silence_start = here
+        if self._silence_start is not None and self._pos - self._silence_start >= self._min_silence:
+            yield from self._emit(self._speech_start, self._silence_start)
+            self._speech_start = None
+        elif self._pos - self._speech_start >= self._max_len:
+            cut = self._best_cut()
+            yield from self._emit(self._speech_start, cut)
+            self._probs = self._probs[(cut - self._speech_start) // FRAME :]
+            self._speech_start, self._silence_start = cut, None
+
+    def _best_cut(self) -> int:
+        """Where to force a cut in over-long speech: the least speech-like frame in its last third."""
+        probs = np.asarray(self._probs)
+        lo = len(probs) * 2 // 3
+        k = lo + int(np.argmin(probs[lo:]))
+        return self._speech_start + k * FRAME
+
+    def _emit(self, start: int, end: int) -> Iterator[tuple[Utterance, np.ndarray]]:
+        if end - start < self._min_speech:
+            return
+        a = max(self._last_end, start - self._pad, self._buf_start)
+        b = min(end + self._pad, self._buf_start + len(self._buf))
+        audio = self._buf[a - self._buf_start : b - self._buf_start].copy()
+        self._last_end = b
+        utt = Utterance(self.stream_id, self._index, a / SAMPLE_RATE, b / SAMPLE_RATE)
+        self._index += 1
+        yield utt, audio
+
+    def _trim(self) -> None:
+        """Drop audio no future utterance can need."""
+        keep_from = self._pos - self._pad - FRAME
+        if self._speech_start is not None:
+            keep_from = min(keep_from, self._speech_start - self._pad)
+        keep_from = max(keep_from, self._buf_start)
+        drop = keep_from - self._buf_start
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._buf_start = keep_from
+
+
+def segment_blocks(
+    stream_id: str, blocks: Iterable[np.ndarray], config: VadConfig, vad: SileroVad
+) -> Iterator[tuple[Utterance, np.ndarray]]:
+    """Utterances of a whole stream given as audio blocks."""
+    seg = Segmenter(stream_id, config, vad)
+    for block in blocks:
+        yield from seg.feed(block)
+    yield from seg.flush()
+
+
+@dataclass
+class Window:
+    """Consecutive utterances of one stream packed into one Whisper input, with silence between."""
+
+    stream_id: str
+    utterances: list[Utterance]
+    offsets: list[float]  # where each utterance starts in ``audio`` (seconds)
+    audio: np.ndarray
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+    def locate(self, t: float) -> int:
+        """Which utterance a time in the packed audio belongs to (a gap goes to the one before)."""
+        return max(0, int(np.searchsorted(self.offsets, t, side="right")) - 1)
+
+    def to_stream(self, i: int, t: float) -> float:
+        """Stream time of packed-audio time ``t`` inside utterance ``i`` (clamped to it)."""
+        u = self.utterances[i]
+        return min(u.end, max(u.start, u.start + t - self.offsets[i]))
+
+
+def pack_windows(
+    utterances: Iterable[tuple[Utterance, np.ndarray]], window_s: float, gap_s: float
+) -> Iterator[Window]:
+    """Pack utterances, in order, into windows no longer than ``window_s`` seconds."""
+    limit = int(window_s * SAMPLE_RATE)
+    gap = np.zeros(int(gap_s * SAMPLE_RATE), np.float32)
+    utts: list[Utterance] = []
+    parts: list[np.ndarray] = []
+    size = 0
+
+    def build() -> Window:
+        offsets, pos, pieces = [], 0, []
+        for a in parts:
+            offsets.append(pos / SAMPLE_RATE)
+            pieces += [a, gap]
+            pos += len(a) + len(gap)
+        return Window(utts[0].stream_id, list(utts), offsets, np.concatenate(pieces[:-1]))
+
+    for utt, audio in utterances:
+        extra = len(audio) + (len(gap) if parts else 0)
+        if parts and size + extra > limit:
+            yield build()
+            utts, parts, size = [], [], 0
+            extra = len(audio)
+        utts.append(utt)
+        parts.append(audio[:limit])
+        size += extra
+    if parts:
+        yield build()

@@ -1,0 +1,99 @@
+"""Pipeline stages: plain objects with ``setup()`` (load models once) and ``process(...)``.
+
+The Ray layer (``pipeline.runners.ray_batch``) wraps these in actors; the local runner calls
+them in-process.  Stages never import ray.
+
+    PrepareStage   source → Stream header, then packed Windows of utterances (or a Failure)
+    AsrStage       Window → Transcripts
+    ClassifyStage  Transcripts → Violations
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.asr.faster_whisper import FasterWhisperAsr
+from pipeline.classify.classifier import Classifier
+from pipeline.config import Config
+from pipeline.media import MediaError, decode_blocks, find_ffmpeg, probe
+from pipeline.records import Stream, Transcript, Violation
+from pipeline.segment import SileroVad, Window, pack_windows, segment_blocks
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input the pipeline could not use, with a one-line reason."""
+
+    source: str
+    reason: str
+
+
+def stream_id_for(path: str) -> str:
+    """A stable id from the file name and a fingerprint of its content (size, head and tail),
+    so the same recording gets the same id wherever it lies and however often it is run."""
+    h = hashlib.sha1()
+    size = os.path.getsize(path)
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read(1 << 20))
+    stem = re.sub(r"[^\w.-]+", "_", Path(path).stem, flags=re.UNICODE).strip("_")[:40] or "stream"
+    return f"{stem}-{h.hexdigest()[:8]}"
+
+
+class PrepareStage:
+    """Probe and decode a source, find utterances with VAD, pack them into ASR windows."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.vad: SileroVad | None = None
+
+    def setup(self) -> None:
+        self.vad = SileroVad()
+        self.ffmpeg = find_ffmpeg(self.config.media.ffmpeg)
+
+    def process(self, source: str) -> Iterator[Stream | Window | Failure]:
+        """Yield the Stream header first, then its windows; or a single Failure."""
+        if self.vad is None:
+            self.setup()
+        try:
+            info = probe(source, self.ffmpeg)
+            stream = Stream(stream_id_for(source), source, info)
+        except (MediaError, OSError) as exc:
+            yield Failure(source, str(exc))
+            return
+        yield stream
+        blocks = decode_blocks(source, self.config.media.block_seconds, self.ffmpeg, expected=info.duration)
+        utterances = segment_blocks(stream.stream_id, blocks, self.config.vad, self.vad)
+        try:
+            yield from pack_windows(utterances, self.config.asr.window_s, self.config.asr.gap_s)
+        except MediaError as exc:
+            yield Failure(source, str(exc))
+
+
+class AsrStage(FasterWhisperAsr):
+    """Window → transcripts (one per utterance)."""
+
+
+class ClassifyStage:
+    """Transcripts → violations."""
+
+    def __init__(self, config: Config) -> None:
+        self.classifier = Classifier(config.classifier)
+
+    def setup(self) -> None:
+        self.classifier.setup()
+
+    @property
+    def version(self) -> str:
+        return self.classifier.version
+
+    def process(self, transcripts: list[Transcript], source: str = "") -> list[Violation]:
+        return self.classifier.process(transcripts, source)
