@@ -20,12 +20,12 @@ class Progress:
         self.bar = tqdm(
             total=0,
             unit="s",
-            unit_scale=False,
             disable=not enabled,
             desc="audio",
-            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}, {postfix}]",
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of audio [{elapsed}<{remaining}]{postfix}",
         )
         self.done: dict[str, float] = {}
+        self.finished = 0
 
     def add_stream(self, stream: Stream) -> None:
         self.bar.total += stream.media.duration
@@ -40,7 +40,8 @@ class Progress:
     def finish_stream(self, result: StreamResult) -> None:
         if result.stream:
             self.advance(result.stream.stream_id, result.stream.media.duration)
-        self.bar.set_postfix_str(f"{len(self.done)} streams", refresh=True)
+        self.finished += 1
+        self.bar.set_postfix_str(f" {self.finished} streams done", refresh=True)
 
     def close(self) -> None:
         self.bar.close()

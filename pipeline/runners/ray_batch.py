@@ -63,6 +63,8 @@ def init_ray(config: Config) -> None:
     kwargs = dict(
         ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, configure_logging=False
     )
+    # a local instance turns token auth on by itself and says so on every start: keep it quiet
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if config.ray.address:
         ray.init(address=config.ray.address, **kwargs)
     else:
