@@ -95,3 +95,45 @@ def bench_batch(config: Config, audio_path: str | None, use_ray: bool = True) ->
         f"pipeline speed = {seconds / run:.1f}× real time (target ≥ 5); {n} violations"
     )
     return 0
+
+
+def bench_classify(config: Config, data: str | None, minimum: int = 3000) -> int:
+    """Throughput on one core: lexicon + rules, the model batched, and the two fused."""
+    import torch
+
+    from pipeline.classify.classifier import Classifier
+    from pipeline.evaluate import read_jsonl
+
+    torch.set_num_threads(1)
+    default = PROJECT_ROOT / "data" / "corpus" / "test.jsonl"
+    path = (
+        Path(data)
+        if data
+        else (default if default.is_file() else PROJECT_ROOT / "assets" / "demo" / "truth.jsonl")
+    )
+    texts = [r["text"] for r in read_jsonl(path)]
+    texts = (texts * (minimum // max(1, len(texts)) + 1))[: max(minimum, len(texts))]
+    chars = sum(map(len, texts)) / len(texts)
+    print(f"texts: {path} repeated to {len(texts)} utterances, {chars:.1f} characters on average; 1 thread")
+    lexicon = Classifier(config.classifier.model_copy(update={"model_dir": None, "reload_interval_s": None}))
+    fused = Classifier(config.classifier.model_copy(update={"model_threads": 1, "reload_interval_s": None}))
+    lexicon.setup()
+    fused.setup()
+    rows = [("lexicon + rules", lexicon.classify_many)]
+    if fused.model is not None:
+        rows += [
+            (
+                "model (batches of 64)",
+                lambda batch: fused.model.predict([fused.normalize(t).text for t in batch], batch_size=64),
+            ),
+            ("fused: normalise, lexicon, rules, model", fused.classify_many),
+        ]
+    print(f"\n{'':42s} {'seconds':>8s} {'utterances/s':>13s}")
+    for name, fn in rows:
+        fn(texts[:64])  # warm up
+        t0 = time.perf_counter()
+        fn(texts)
+        dt = time.perf_counter() - t0
+        print(f"{name:42s} {dt:8.2f} {len(texts) / dt:13.0f}")
+    print("\ntargets: lexicon + rules ≥ 2,000 utterances/s, model ≥ 200 utterances/s")
+    return 0

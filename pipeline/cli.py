@@ -59,8 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(e)
 
     k = sub.add_parser("bench", help="benchmarks")
-    k.add_argument("what", choices=["batch"], help="batch: whole pipeline vs bare faster-whisper")
+    k.add_argument(
+        "what",
+        choices=["batch", "classify"],
+        help="batch: whole pipeline vs bare faster-whisper; classify: classifier throughput",
+    )
     k.add_argument("--audio", default=None, help="media file (default: the demo stream)")
+    k.add_argument("--data", default=None, help="JSONL with text for bench classify (default: test split)")
     k.add_argument("--no-ray", action="store_true", help="time the in-process runner instead of Ray")
     _common(k)
     return parser
@@ -159,14 +164,23 @@ def cmd_classify(args) -> int:
 
 def cmd_eval(args) -> int:
     from pipeline.classify.classifier import Classifier
-    from pipeline.evaluate import format_scores, match_stream, read_jsonl, score_labels
+    from pipeline.evaluate import (
+        format_recall_by_aug,
+        format_scores,
+        match_stream,
+        read_jsonl,
+        recall_by_aug,
+        score_labels,
+    )
 
     rows = read_jsonl(args.labelled)
     clf = Classifier(_config(args).classifier)
     gold = [set(r.get("labels", [])) for r in rows]
-    pred = [{lab.code for lab in clf.classify(r["text"]).labels} for r in rows]
+    pred = [{lab.code for lab in result.labels} for result in clf.classify_many([r["text"] for r in rows])]
     print(f"classifier {clf.version} on {args.labelled} ({len(rows)} items)")
     print(format_scores(score_labels(gold, pred)))
+    if any("aug" in r for r in rows):
+        print(format_recall_by_aug(recall_by_aug(rows, pred), rows))
     if args.violations:
         m = match_stream(rows, read_jsonl(args.violations), args.tolerance)
         print(
@@ -182,8 +196,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from pipeline.bench import bench_batch
+    from pipeline.bench import bench_batch, bench_classify
 
+    if args.what == "classify":
+        return bench_classify(_config(args), args.data)
     return bench_batch(_config(args), args.audio, use_ray=not args.no_ray)
 
 

@@ -79,7 +79,14 @@ class AsrConfig(_Section):
 class ClassifierConfig(_Section):
     lexicon_dir: Path = PROJECT_ROOT / "models" / "lexicon"
     user_lexicons: list[Path] = Field(default_factory=list)  # extra deny/allow YAML files
+    variant_table: Path | None = PROJECT_ROOT / "models" / "normalize.yaml"  # evasion spellings
     min_score: float = Field(0.5, ge=0, le=1)  # labels below this score are not violations
+    model_dir: Path | None = PROJECT_ROOT / "models" / "classifier"  # trained model; null: lexicon only
+    # None: the values tuned on the dev split at training time (the model's training.json)
+    model_threshold: float | None = Field(None, ge=0, le=1)  # the model alone flags from here
+    model_veto: float | None = Field(None, ge=0, le=1)  # sound-alike matches the model puts below drop
+    model_threads: int | None = Field(None, ge=1)  # torch threads for the model (None: torch default)
+    reload_interval_s: float | None = Field(2.0, ge=0)  # check lexicon files for edits; null: never
     negation_window: int = Field(6, ge=0)  # characters before a match searched for negation
 
 
@@ -125,8 +132,9 @@ def _resolve_paths(data: dict, base: Path) -> None:
     clf = data.get("classifier")
     if not isinstance(clf, dict):
         return
-    if isinstance(clf.get("lexicon_dir"), str):
-        clf["lexicon_dir"] = str((base / clf["lexicon_dir"]).resolve())
+    for key in ("lexicon_dir", "variant_table", "model_dir"):
+        if isinstance(clf.get(key), str):
+            clf[key] = str((base / clf[key]).resolve())
     if isinstance(clf.get("user_lexicons"), list):
         clf["user_lexicons"] = [str((base / p).resolve()) for p in clf["user_lexicons"]]
 

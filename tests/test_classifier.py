@@ -1,5 +1,7 @@
 """The lexicon classifier: taxonomy, evidence, sound-alike matches, context rules, user lexicons."""
 
+from pathlib import Path
+
 import pytest
 from conftest import DEMO, read_jsonl
 
@@ -9,9 +11,10 @@ from pipeline.classify.taxonomy import CODES
 from pipeline.config import ClassifierConfig
 
 
-@pytest.fixture(scope="module")
-def clf():
-    c = Classifier(ClassifierConfig())
+@pytest.fixture(scope="module", params=["lexicon", "fused"])
+def clf(request):
+    """Every behaviour holds for the lexicon alone and for lexicon + trained model."""
+    c = Classifier(ClassifierConfig(model_dir=None) if request.param == "lexicon" else ClassifierConfig())
     c.setup()
     return c
 
@@ -124,3 +127,60 @@ def test_broken_lexicon_is_a_clear_error(tmp_path):
     )
     with pytest.raises(LexiconError, match="severity"):
         Lexicon.load(tmp_path)
+
+
+SUBCATEGORY_CASES = [
+    # code, a positive, a hard negative that mentions the same thing harmlessly
+    ("false_claim.absolute_term", "这款是全网最好的面霜，效果绝对第一", "最近天气冷了，第一步先穿保暖内衣"),
+    ("false_claim.efficacy_claim", "这个茶喝了能根治糖尿病，包治百病", "这款面霜保湿效果不错，适合干皮"),
+    ("false_claim.fake_authority", "这酒是国家领导人专用的，央视推荐", "有问题可以打消费者热线，平台会处理"),
+    ("false_claim.price_fraud", "原价是虚构的，写个原价九百九十九", "今天直播间优惠价六十九元，库存两百件"),
+    (
+        "banned_product.prescription_drug",
+        "需要头孢和阿莫西林的，不用处方直接拍",
+        "我们不卖处方药，生病请去医院",
+    ),
+    ("banned_product.tobacco", "电子烟烟弹都有，买十送五", "这件烟灰色的毛衣很显气质"),
+    ("banned_product.wildlife", "正宗象牙手镯，还有穿山甲鳞片", "这条裙子是象牙白的颜色，很温柔"),
+    ("banned_product.weapon", "仿真枪和弹弓枪都有货，私聊发货", "这支口红是枪色的包装，很酷"),
+    ("banned_product.counterfeit", "高仿名牌包，一比一复刻", "我们家都是正品，支持专柜验货"),
+    ("banned_product.other", "针孔摄像头装在房间里谁都发现不了", "这款家用摄像头可以在手机上看宝宝"),
+    ("fraud.off_platform", "加我微信私聊，不走平台更便宜", "支持微信支付和支付宝，平台下单就行"),
+    ("fraud.investment_scam", "跟着老师投资理财，稳赚不赔", "理财有风险，投资需谨慎，我们只卖衣服"),
+    ("fraud.fake_order", "帮我们刷单刷好评，每单返现二十", "平台严禁刷单，大家真实评价就好"),
+    ("fraud.prize_scam", "恭喜你中奖了，先交一百块手续费领奖", "中奖名单会在平台公布，不收任何费用"),
+    ("fraud.info_phishing", "把你的身份证号和银行卡密码发给我", "下单时填好收货人电话和地址就行"),
+    ("vulgar.sexual", "想看主播脱衣服的刷火箭", "这款睡衣宝宝穿脱衣服很方便"),
+]
+
+
+@pytest.mark.parametrize("code, positive, negative", SUBCATEGORY_CASES, ids=[c[0] for c in SUBCATEGORY_CASES])
+def test_each_subcategory_positive_and_hard_negative(clf, code, positive, negative):
+    assert code in codes(clf, positive)
+    assert codes(clf, negative) == set()
+
+
+SEED = Path(__file__).parent / "data" / "seed_page.txt"  # copy of ../shared/seeds/000_2e7e47edb4364810.txt
+
+
+def test_seed_page_spam_header_is_flagged_and_article_is_not(clf):
+    lines = [ln for ln in SEED.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    header, body = lines[0], lines[1:]
+    assert "vulgar.sexual" in codes(clf, header)
+    flagged = [(ln[:30], codes(clf, ln)) for ln in body if codes(clf, ln)]
+    assert flagged == []
+
+
+def test_lexicon_edits_are_picked_up_without_restart(tmp_path):
+    user = tmp_path / "live.yaml"
+    user.write_text("allow: []\n", encoding="utf-8")
+    clf = Classifier(ClassifierConfig(model_dir=None, user_lexicons=[user], reload_interval_s=0))
+    assert codes(clf, "直播间卖代写论文") == set()
+    user.write_text(
+        "category: banned_product\nsubcategories:\n  other:\n    severity: high\n    basis: 平台规则\n"
+        "    entries:\n      - {id: user.paper, term: 代写论文}\n",
+        encoding="utf-8",
+    )
+    assert codes(clf, "直播间卖代写论文") == {"banned_product.other"}
+    user.write_text("category: banned_product\nsubcategories: [broken", encoding="utf-8")
+    assert codes(clf, "直播间卖代写论文") == {"banned_product.other"}  # a broken edit keeps the last good one

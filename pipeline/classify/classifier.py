@@ -7,13 +7,19 @@ evidence and legal basis; ``suppressed`` says which matches the context rules ca
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from pipeline.classify.lexicon import Lexicon, Match
-from pipeline.classify.normalize import normalize
+from pipeline.classify.lexicon import Lexicon, LexiconError, Match
+from pipeline.classify.model import TextModel
+from pipeline.classify.normalize import Normalizer, VariantTable
 from pipeline.classify.rules import suppressing_rule
 from pipeline.config import ClassifierConfig
 from pipeline.records import Evidence, Label, Transcript, Violation
+
+log = logging.getLogger(__name__)
 
 # how far a match is from the spelling decides how much it counts
 KIND_SCORE = {"exact": 0.9, "variant": 0.85, "phonetic": 0.75, "fuzzy": 0.65, "near": 0.6}
@@ -50,65 +56,134 @@ class Classification:
 
 
 class Classifier:
-    """Lexicon + context rules; ``setup`` loads the lexicon once per worker."""
+    """Lexicon + context rules + trained model, fused; ``setup`` loads everything once."""
 
     def __init__(self, config: ClassifierConfig) -> None:
         self.config = config
         self.lexicon: Lexicon | None = None
+        self.model: TextModel | None = None
 
     def setup(self) -> None:
-        self.lexicon = Lexicon.load(self.config.lexicon_dir, self.config.user_lexicons)
+        self._load_lexicon()
+        if self.config.model_dir is not None:
+            self.model = TextModel(self.config.model_dir, self.config.model_threads)
+            self.model.setup()
+
+    def _lexicon_files(self) -> list[Path]:
+        c = self.config
+        files = [*sorted(Path(c.lexicon_dir).glob("*.yaml")), *map(Path, c.user_lexicons)]
+        return files + ([Path(c.variant_table)] if c.variant_table else [])
+
+    def _signature(self) -> tuple:
+        return tuple(
+            (str(p), p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else (str(p),)
+            for p in self._lexicon_files()
+        )
+
+    def _load_lexicon(self) -> None:
+        signature = self._signature()
+        self.normalize = Normalizer(VariantTable.load(self.config.variant_table))
+        self.lexicon = Lexicon.load(self.config.lexicon_dir, self.config.user_lexicons, self.normalize)
+        self._loaded_signature, self._checked_at = signature, time.monotonic()
+
+    def reload_if_changed(self) -> bool:
+        """Pick up edited lexicon, user list or variant files without a restart (live workers
+        call this through ``classify_many``).  A broken edit keeps the last good lexicon."""
+        self._checked_at = time.monotonic()
+        if self._signature() == self._loaded_signature:
+            return False
+        previous = self.lexicon.version
+        try:
+            self._load_lexicon()
+        except (LexiconError, OSError, ValueError) as exc:
+            log.error("lexicon change not applied, keeping %s: %s", previous, exc)
+            self._loaded_signature = self._signature()
+            return False
+        log.info("lexicon reloaded: %s → %s", previous, self.lexicon.version)
+        return True
 
     @property
     def version(self) -> str:
         if self.lexicon is None:
             self.setup()
-        return self.lexicon.version
+        return self.lexicon.version + (f"+{self.model.version}" if self.model else "")
 
     def classify(self, text: str) -> Classification:
+        return self.classify_many([text])[0]
+
+    def classify_many(self, texts: list[str]) -> list[Classification]:
+        """Classify texts together, so the model runs in batches."""
         if self.lexicon is None:
             self.setup()
-        norm = normalize(text)
+        every = self.config.reload_interval_s
+        if every is not None and time.monotonic() - self._checked_at >= every:
+            self.reload_if_changed()
+        norms = [self.normalize(t) for t in texts]
+        probs = self.model.predict([n.text for n in norms]) if self.model else [None] * len(texts)
+        return [self._fuse(t, n, p) for t, n, p in zip(texts, norms, probs, strict=True)]
+
+    def _lexicon(self, text: str, norm) -> tuple[dict[str, list[tuple[Match, Evidence]]], list]:
         by_code: dict[str, list[tuple[Match, Evidence]]] = {}
         suppressed: list[tuple[Evidence, str]] = []
-        for m in _longest_first(self.lexicon.matches(norm.text)):
+        for m in _longest_first(self.lexicon.matches(norm.text, norm.contiguous)):
             a, b = norm.original_span(m.start, m.end)
             kind, detail = EVIDENCE_KIND[m.kind]
+            if kind == "exact" and text[a:b] != m.entry.term:
+                kind = "variant"  # spelled out only after normalisation: 加 V 信, 國家, 加加加
             ev = Evidence(match=text[a:b], span=(a, b), rule=m.entry.id, kind=kind, detail=detail)
             term = m.entry.term if m.kind in SOUND_KINDS else None
             rule = suppressing_rule(norm.text, m.start, m.end, self.config.negation_window, term)
             if rule:
                 suppressed.append((ev, rule))
-                continue
-            by_code.setdefault(m.entry.sub.code, []).append((m, ev))
+            else:
+                by_code.setdefault(m.entry.sub.code, []).append((m, ev))
+        return by_code, suppressed
+
+    def _fuse(self, text: str, norm, probs: dict[str, float] | None) -> Classification:
+        """Lexicon scores, raised when the model agrees; sound-alike matches the model finds
+        implausible are dropped; the model alone flags what it is confident about."""
+        c = self.config
+        fusion = self.model.fusion if self.model else {}
+        veto = c.model_veto if c.model_veto is not None else fusion.get("model_veto", 0.05)
+        threshold = c.model_threshold if c.model_threshold is not None else fusion.get("model_threshold", 0.7)
+        by_code, suppressed = self._lexicon(text, norm)
+        subs = self.lexicon.subcategories
         labels = []
-        for items in by_code.values():
-            sub = items[0][0].entry.sub
-            miss = 1.0
+        for code, items in by_code.items():
+            best: dict[str, float] = {}  # one entry counts once, however often it is heard
             for m, _ in items:
-                miss *= 1.0 - match_score(m)
+                best[m.entry.id] = max(best.get(m.entry.id, 0.0), match_score(m))
+            miss = 1.0
+            for value in best.values():
+                miss *= 1.0 - value
             score = 1.0 - miss
-            if score >= self.config.min_score:
-                labels.append(
-                    Label(
-                        sub.category, sub.name, score, sub.severity, sub.basis, tuple(ev for _, ev in items)
-                    )
-                )
+            evidence = tuple(ev for _, ev in items)
+            if probs is not None:
+                p = probs.get(code, 0.0)
+                if all(m.kind in SOUND_KINDS for m, _ in items) and p < veto:
+                    suppressed += [(ev, "model_veto") for ev in evidence]
+                    continue
+                score = 1.0 - (1.0 - score) * (1.0 - p)
+            if score >= c.min_score:
+                sub = items[0][0].entry.sub
+                labels.append(Label(sub.category, sub.name, score, sub.severity, sub.basis, evidence))
+        for code, p in (probs or {}).items():
+            if code not in by_code and p >= threshold and code in subs:
+                sub = subs[code]
+                ev = Evidence(match=text, span=(0, len(text)), rule=self.model.version, kind="model")
+                labels.append(Label(sub.category, sub.name, p, sub.severity, sub.basis, (ev,)))
         labels.sort(key=lambda lab: -lab.score)
         return Classification(text, tuple(labels), tuple(suppressed))
 
     def process(self, transcripts: list[Transcript], source: str = "") -> list[Violation]:
         """Violations raised on the kept transcripts (the pipeline stage)."""
+        kept = [t for t in transcripts if t.kept]
         out = []
-        for t in transcripts:
-            if not t.kept:
-                continue
-            for label in self.classify(t.text).labels:
+        for t, result in zip(kept, self.classify_many([t.text for t in kept]), strict=True):
+            u = t.utterance
+            for label in result.labels:
                 evidence = tuple(replace(e, time=t.span_time(e.span)) for e in label.evidence)
-                label = Label(
-                    label.category, label.subcategory, label.score, label.severity, label.basis, evidence
-                )
-                u = t.utterance
+                label = replace(label, evidence=evidence)
                 out.append(
                     Violation(
                         u.stream_id,

@@ -16,7 +16,7 @@ from pathlib import Path
 import ahocorasick
 import yaml
 
-from pipeline.classify.normalize import normalize
+from pipeline.classify.normalize import Normalizer
 from pipeline.classify.phonetic import PhoneticIndex
 from pipeline.classify.taxonomy import CATEGORIES, SEVERITIES
 
@@ -63,13 +63,14 @@ class Lexicon:
     entries: dict[str, Entry] = field(default_factory=dict)
     allow: list[str] = field(default_factory=list)
     version: str = ""
+    normalize: Normalizer = field(default_factory=Normalizer)
     _automaton: ahocorasick.Automaton | None = None
     _phonetic: PhoneticIndex | None = None
 
     @classmethod
-    def load(cls, folder: Path, extra: Iterable[Path] = ()) -> Lexicon:
+    def load(cls, folder: Path, extra: Iterable[Path] = (), normalizer: Normalizer | None = None) -> Lexicon:
         """Load every ``*.yaml`` in ``folder``, then the user's files in order."""
-        lex = cls()
+        lex = cls(normalize=normalizer or Normalizer())
         files = sorted(Path(folder).glob("*.yaml"))
         if not files:
             raise LexiconError(f"{folder}: no lexicon files (*.yaml) found (classifier.lexicon_dir)")
@@ -96,7 +97,7 @@ class Lexicon:
             raise LexiconError(f"{path}: expected a mapping at the top level")
         for item in doc.get("disable") or []:
             self.entries.pop(str(item), None)
-        self.allow += [normalize(str(p)).text for p in doc.get("allow") or []]
+        self.allow += [self.normalize(str(p)).text for p in doc.get("allow") or []]
         category = doc.get("category")
         subs = doc.get("subcategories") or {}
         if subs and category not in CATEGORIES:
@@ -128,8 +129,8 @@ class Lexicon:
                 term=str(item["term"]),
                 sub=sub,
                 variants=tuple(str(v) for v in item.get("variants") or ()),
-                exceptions=tuple(normalize(str(v)).text for v in item.get("exceptions") or ()),
-                requires_any=tuple(normalize(str(v)).text for v in item.get("requires_any") or ()),
+                exceptions=tuple(self.normalize(str(v)).text for v in item.get("exceptions") or ()),
+                requires_any=tuple(self.normalize(str(v)).text for v in item.get("requires_any") or ()),
                 weight=weight,
                 source=path.name,
             )
@@ -140,9 +141,10 @@ class Lexicon:
         for entry in self.entries.values():
             forms = [(entry.term, "exact")] + [(v, "variant") for v in entry.variants]
             for form, kind in forms:
-                key = normalize(form).text
-                if key:
-                    keyed.setdefault(key, []).append((entry, kind))
+                key = self.normalize(form).text
+                items = keyed.setdefault(key, []) if key else []
+                if key and all(e.id != entry.id for e, _ in items):  # V信 and vx both become 微信
+                    items.append((entry, kind))
         for key, items in keyed.items():
             auto.add_word(key, (len(key), tuple(items)))
         if keyed:
@@ -154,9 +156,11 @@ class Lexicon:
     def subcategories(self) -> dict[str, Subcategory]:
         return {e.sub.code: e.sub for e in self.entries.values()}
 
-    def matches(self, text: str) -> Iterator[Match]:
+    def matches(self, text: str, contiguous=lambda start, end: True) -> Iterator[Match]:
         """All matches in normalised ``text``, spelled or by sound, that pass exceptions,
-        requirements and allow-lists.  A span matched by spelling is not matched again by sound."""
+        requirements and allow-lists.  A span matched by spelling is not matched again by sound,
+        and a match by sound must be ``contiguous`` in the original (a sound that only appears
+        once separators are gone, 州市| 盐 → 走私烟, is a coincidence, not speech)."""
         if self._automaton is None:
             return
         found: list[Match] = []
@@ -164,7 +168,7 @@ class Lexicon:
             found += [Match(last - length + 1, last + 1, entry, kind) for entry, kind in items]
         spelled = {(m.start, m.end, m.entry.id) for m in found}
         for hit in self._phonetic.find(text):
-            if (hit.start, hit.end, hit.payload.id) not in spelled:
+            if (hit.start, hit.end, hit.payload.id) not in spelled and contiguous(hit.start, hit.end):
                 found.append(Match(hit.start, hit.end, hit.payload, hit.kind))
         allowed = [span for a in self.allow for span in _spans(text, a)]
         for m in found:

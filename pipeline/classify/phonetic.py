@@ -4,8 +4,8 @@ Whisper writes what it hears with whatever characters fit: 包治百病 → 包�
 弹弓枪 → 但公枪.  The sound survives, so terms are also matched on a toneless-pinyin
 projection of the text (``phonetic``), on a fuzzy projection that merges the confusions
 Mandarin ASR and accents really make (z/zh, c/ch, s/sh, n/l, f/h, -n/-ng: ``fuzzy``), and,
-for terms of four or more syllables, with one wrong but similar-sounding syllable (any
-syllable from five on: ``near``).  Each step away from the spelling scores lower.
+for terms of four or more syllables, with one wrong but similar-sounding syllable (for
+terms of five or more, any syllable but the first and last: ``near``).  Each step away from the spelling scores lower.
 """
 
 from __future__ import annotations
@@ -27,6 +27,51 @@ def syllables(text: str) -> list[str]:
     out = lazy_pinyin(text, errors=lambda chunk: list(chunk))
     if len(out) != len(text):  # pypinyin merged something unexpected: fall back to per char
         out = [lazy_pinyin(ch, errors=lambda c: list(c))[0] for ch in text]
+    return out
+
+
+@functools.cache
+def _pinyin_syllables() -> frozenset[str]:
+    return frozenset(lazy_pinyin("".join(map(chr, range(0x4E00, 0x9FA6)))))
+
+
+def _split_pinyin(run: str) -> list[str] | None:
+    """'weixin' → ['wei', 'xin'] (greedy, longest syllable first); None if it is not pinyin."""
+    valid, out, i = _pinyin_syllables(), [], 0
+    while i < len(run):
+        for n in range(min(6, len(run) - i), 0, -1):
+            if run[i : i + n] in valid:
+                out.append(run[i : i + n])
+                i += n
+                break
+        else:
+            return None
+    return out
+
+
+def sounds(text: str) -> list[tuple[str, int, int]]:
+    """Syllables of ``text`` with the character span each covers.  A run of latin letters
+    that spells pinyin (weixin, wei xin once spaces are gone) becomes its syllables, so
+    evaders who write Chinese words in pinyin are heard like everyone else."""
+    sy = syllables(text)
+    out: list[tuple[str, int, int]] = []
+    i = 0
+    while i < len(text):
+        if "a" <= text[i] <= "z":
+            j = i
+            while j < len(text) and "a" <= text[j] <= "z":
+                j += 1
+            parts = _split_pinyin(text[i:j]) if j - i >= 2 else None
+            if parts:
+                pos = i
+                for k, part in enumerate(parts):
+                    end = j if k == len(parts) - 1 else pos + len(part)
+                    out.append((part, pos, end))
+                    pos = end
+                i = j
+                continue
+        out.append((sy[i], i, i + 1))
+        i += 1
     return out
 
 
@@ -93,20 +138,20 @@ class PhoneticIndex:
         self._has = {"exact": bool(exact), "fuzzy": bool(fuzz), "halves": bool(halves)}
 
     def find(self, text: str) -> list[PhoneticHit]:
-        sy = syllables(text)
+        """Terms heard in ``text``; hit offsets are character offsets into ``text``."""
+        heard = sounds(text)
+        sy = [s for s, _, _ in heard]
         fz = [fuzzy(s) for s in sy]
-        hits: dict[tuple[int, int, int], PhoneticHit] = {}
+        spans: dict[tuple[int, int], tuple[object, str]] = {}  # syllable span → (payload, kind)
         for kind, auto, seq in (("phonetic", self._exact, sy), ("fuzzy", self._fuzzy, fz)):
             if not self._has["exact" if kind == "phonetic" else "fuzzy"]:
                 continue
             key, ends = _positions(seq)
             for last, (n, items) in auto.iter(key):
                 end_syl = ends.get(last)
-                if end_syl is None:
-                    continue
-                for _, payload in items:
-                    s = end_syl - n
-                    hits.setdefault((s, end_syl, id(payload)), PhoneticHit(s, end_syl, payload, kind))
+                if end_syl is not None:
+                    for _, payload in items:
+                        spans.setdefault((end_syl - n, end_syl, id(payload)), (payload, kind))
         if self._has["halves"]:
             key, ends = _positions(fz)
             for last, (n, items) in self._halves.iter(key):
@@ -116,14 +161,19 @@ class PhoneticIndex:
                 for offset, term, payload in items:
                     s = end_syl - n - offset
                     e = s + len(term)
-                    if s < 0 or e > len(fz) or (s, e, id(payload)) in hits:
+                    if s < 0 or e > len(fz) or (s, e, id(payload)) in spans:
                         continue
                     diffs = [i for i in range(len(term)) if term[i] != fz[s + i]]
-                    if len(diffs) == 1 and (
-                        len(term) >= ANY_SYLLABLE_FROM or similar(term[diffs[0]], fz[s + diffs[0]])
-                    ):
-                        hits[(s, e, id(payload))] = PhoneticHit(s, e, payload, "near")
-        return list(hits.values())
+                    if len(diffs) != 1:
+                        continue
+                    k = diffs[0]
+                    inner = 0 < k < len(term) - 1  # the ends of a term carry its meaning (出售, 走私)
+                    if similar(term[k], fz[s + k]) or (len(term) >= ANY_SYLLABLE_FROM and inner):
+                        spans[(s, e, id(payload))] = (payload, "near")
+        return [
+            PhoneticHit(heard[s][1], heard[e - 1][2], payload, kind)
+            for (s, e, _), (payload, kind) in spans.items()
+        ]
 
 
 def _positions(seq: list[str]) -> tuple[str, dict[int, int]]:

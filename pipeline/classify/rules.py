@@ -80,6 +80,9 @@ REPORTED = (
     "被处罚",
     "被罚",
     "曝光",
+    # regulators' and reporters' language (the seed article): rules about a thing are not selling it
+    *("监管", "要求各", "各部门", "部门要求", "加强管理", "加强监管", "严格落实", "整治", "专项行动"),
+    *("打击", "座谈会", "指导会", "记者"),
 )
 WARNINGS = (
     "提醒大家",
