@@ -29,14 +29,17 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.classify.model import MAX_LENGTH, model_inputs  # noqa: E402
+from pipeline.classify.model import (  # noqa: E402
+    ENCODING,
+    MAX_LENGTH,
+    CharPinyinEncoder,
+    TokenizerEncoder,
+)
 from pipeline.classify.normalize import Normalizer, VariantTable  # noqa: E402
 from pipeline.classify.phonetic import _pinyin_syllables  # noqa: E402
 from pipeline.classify.taxonomy import CATEGORIES, CODES  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.evaluate import format_scores, read_jsonl, recall_by_aug, score_labels  # noqa: E402
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def load_splits(data: Path, extra: list[Path]) -> dict[str, list[dict]]:
@@ -55,26 +58,18 @@ def load_splits(data: Path, extra: list[Path]) -> dict[str, list[dict]]:
     return splits
 
 
-def build_vocab(texts: list[str], out: Path) -> None:
-    chars = sorted({ch for t in texts for ch in t if not ch.isspace()})
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
-    words = SPECIALS + sorted(set(chars) | set(letters)) + sorted(_pinyin_syllables() - set(letters))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vocab.txt").write_text("\n".join(dict.fromkeys(words)) + "\n", encoding="utf-8")
-
-
-def make_model(args, vocab_dir: Path):
+def make_model(args, train_texts: list[str]):
+    """A fresh small BERT with the char + pinyin encoding, or a pretrained checkpoint."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
         BertConfig,
         BertForSequenceClassification,
-        BertTokenizerFast,
     )
 
     labels = {"id2label": dict(enumerate(CODES)), "label2id": {c: i for i, c in enumerate(CODES)}}
     if args.base_model:
-        tok = AutoTokenizer.from_pretrained(args.base_model)
+        encoder = TokenizerEncoder(AutoTokenizer.from_pretrained(args.base_model))
         model = AutoModelForSequenceClassification.from_pretrained(
             args.base_model,
             num_labels=len(CODES),
@@ -82,16 +77,12 @@ def make_model(args, vocab_dir: Path):
             ignore_mismatched_sizes=True,
             **labels,
         )
-        return tok, model
-    words = (vocab_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    tok = BertTokenizerFast(
-        vocab={w: i for i, w in enumerate(w for w in words if w)},
-        do_lower_case=True,
-        tokenize_chinese_chars=True,
-        strip_accents=False,
-    )
+        return encoder, model
+    chars = sorted({ch for t in train_texts for ch in t})
+    encoder = CharPinyinEncoder(chars, sorted(_pinyin_syllables()))
     config = BertConfig(
-        vocab_size=tok.vocab_size,
+        vocab_size=len(encoder.chars),
+        type_vocab_size=len(encoder.syllables),
         hidden_size=args.hidden,
         num_hidden_layers=args.layers,
         num_attention_heads=args.heads,
@@ -99,23 +90,12 @@ def make_model(args, vocab_dir: Path):
         max_position_embeddings=MAX_LENGTH,
         num_labels=len(CODES),
         problem_type="multi_label_classification",
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
+        hidden_dropout_prob=args.dropout,
+        attention_probs_dropout_prob=args.dropout,
         **labels,
     )
-    return tok, BertForSequenceClassification(config)
-
-
-def encode(tok, texts: list[str]):
-    pairs = [model_inputs(t) for t in texts]
-    return tok(
-        [a for a, _ in pairs],
-        [b for _, b in pairs],
-        truncation=True,
-        max_length=MAX_LENGTH,
-        padding=True,
-        return_tensors="pt",
-    )
+    config.livemod_encoding = ENCODING
+    return encoder, BertForSequenceClassification(config)
 
 
 def targets(rows: list[dict]) -> torch.Tensor:
@@ -126,12 +106,12 @@ def targets(rows: list[dict]) -> torch.Tensor:
     return y
 
 
-def predict(model, tok, texts: list[str], batch: int = 128) -> np.ndarray:
+def predict(model, encode, texts: list[str], batch: int = 128) -> np.ndarray:
     model.eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch):
-            out.append(torch.sigmoid(model(**encode(tok, texts[i : i + batch])).logits).numpy())
+            out.append(torch.sigmoid(model(**encode(texts[i : i + batch])).logits).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(CODES)))
 
 
@@ -149,13 +129,14 @@ def train(args) -> dict:
     splits = load_splits(Path(args.data), [Path(p) for p in args.extra])
     norm = {k: [normalize(r["text"]).text for r in rows] for k, rows in splits.items()}
     out = Path(args.out)
-    build_vocab(norm["train"], out)
-    tok, model = make_model(args, out)
+    encode, model = make_model(args, norm["train"])
     y_train = targets(splits["train"])
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     steps = args.epochs * ((len(norm["train"]) + args.batch_size - 1) // args.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    # each code is rare next to benign talk: weigh its positives up (square root of the imbalance)
+    positives = y_train.sum(0).clamp(min=1.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=((len(y_train) - positives) / positives).sqrt())
     gold_dev = [set(r.get("labels", [])) for r in splits["dev"]]
     best, best_state, started = -1.0, None, time.monotonic()
     history = []
@@ -165,15 +146,19 @@ def train(args) -> dict:
         total = 0.0
         for i in range(0, len(order), args.batch_size):
             idx = order[i : i + args.batch_size]
-            enc = encode(tok, [norm["train"][j] for j in idx])
+            enc = encode([norm["train"][j] for j in idx])
+            if args.char_dropout and "token_type_ids" in enc:
+                # hide some characters but keep their sound: the model must learn to listen
+                hide = (torch.rand(enc["input_ids"].shape) < args.char_dropout) & (enc["token_type_ids"] > 0)
+                enc["input_ids"] = enc["input_ids"].masked_fill(hide, 1)  # 1 = [UNK]
             loss = loss_fn(model(**enc).logits, y_train[idx])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
-        dev = score_labels(gold_dev, label_sets(predict(model, tok, norm["dev"]), 0.5))
+            total += loss.item() * len(idx)
+        dev = score_labels(gold_dev, label_sets(predict(model, encode, norm["dev"]), 0.5))
         elapsed = time.monotonic() - started
         history.append(
             {
@@ -196,12 +181,14 @@ def train(args) -> dict:
             print(f"stopping: time budget of {args.max_minutes} min reached", flush=True)
             break
     model.load_state_dict(best_state)
-    version = f"model-{time.strftime('%Y%m%d')}-{_digest(out / 'vocab.txt', splits)}"
     if args.fp16:
         model = model.half()
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    model = model.float()
+    model.save_pretrained(out)
+    if isinstance(encode, CharPinyinEncoder):
+        encode.save(out)
+    else:
+        encode.tokenizer.save_pretrained(out)
+    version = f"model-{time.strftime('%Y%m%d')}-{_digest(out / 'model.safetensors', splits)}"
     return {
         "version": version,
         "seed": args.seed,
@@ -211,12 +198,15 @@ def train(args) -> dict:
         "sizes": {k: len(v) for k, v in splits.items()},
         "base_model": args.base_model or None,
         "train_minutes": (time.monotonic() - started) / 60,
-        "hyper": {k: getattr(args, k) for k in ("hidden", "layers", "heads", "lr", "batch_size", "epochs")},
+        "hyper": {
+            k: getattr(args, k)
+            for k in ("hidden", "layers", "heads", "lr", "batch_size", "epochs", "dropout", "char_dropout")
+        },
     }
 
 
-def _digest(vocab: Path, splits: dict) -> str:
-    h = hashlib.sha1(vocab.read_bytes())
+def _digest(weights: Path, splits: dict) -> str:
+    h = hashlib.sha1(weights.read_bytes())
     for k in sorted(splits):
         for r in splits[k]:
             h.update(r["text"].encode())
@@ -385,9 +375,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--hidden", type=int, default=192)
-    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--char-dropout", type=float, default=0.15, help="share of characters hidden in training")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-minutes", type=float, default=13.0, help="stop after the epoch that passes this")

@@ -1,10 +1,14 @@
 """The trained text model: multi-label sequence classification over the subcategories.
 
-A small BERT (transformers) trained from scratch by ``scripts/train_classifier.py`` on the
-project's corpus, or any pretrained Chinese checkpoint fine-tuned with ``--base-model``.
-The model reads a pair: the normalised characters, and their toneless pinyin.  The pinyin
-half is what keeps it steady when ASR writes the right sound with the wrong characters
-(包制摆病, 头包): those characters may be rare or unseen, their syllables are not.
+A small BERT (transformers ``BertForSequenceClassification``) trained from scratch by
+``scripts/train_classifier.py`` on the project's corpus, or a pretrained Chinese checkpoint
+fine-tuned with ``--base-model``.
+
+The from-scratch model reads one token per normalised character, and BERT's token-type
+embedding carries the character's toneless pinyin syllable (``type_vocab_size`` = number of
+syllables).  So the model hears each character as well as reading it: when ASR writes the
+right sound with the wrong characters (包制摆病, 头包) the characters may be rare or unseen,
+their syllables are not.  A fine-tuned checkpoint keeps its own tokenizer and reads characters.
 """
 
 from __future__ import annotations
@@ -13,21 +17,84 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.classify.phonetic import sounds
 from pipeline.classify.taxonomy import CODES
 
 log = logging.getLogger(__name__)
 
-MAX_LENGTH = 128
+MAX_LENGTH = 96
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+ENCODING = "char+pinyin-type"  # marker in config.json for the from-scratch encoding
 
 
-def model_inputs(normalised: str) -> tuple[str, str]:
-    """The (characters, pinyin) pair the model reads for an already normalised text."""
-    chars = " ".join(normalised)  # one token per character, also for latin and digits
-    pinyin = " ".join(s for s, _, _ in sounds(normalised) if s.isalpha() and s.isascii())
-    return chars, pinyin
+class CharPinyinEncoder:
+    """Characters → token ids, their syllables → token-type ids."""
+
+    def __init__(self, chars: list[str], syllables: list[str]) -> None:
+        self.chars = SPECIALS + [c for c in chars if c not in SPECIALS]
+        self.syllables = ["-"] + [s for s in syllables if s != "-"]
+        self._char = {c: i for i, c in enumerate(self.chars)}
+        self._syl = {s: i for i, s in enumerate(self.syllables)}
+
+    @classmethod
+    def load(cls, folder: Path) -> CharPinyinEncoder:
+        def lines(name: str) -> list[str]:
+            return [x for x in (folder / name).read_text(encoding="utf-8").split("\n") if x]
+
+        enc = cls([], [])
+        enc.chars, enc.syllables = lines("vocab.txt"), lines("syllables.txt")
+        enc._char = {c: i for i, c in enumerate(enc.chars)}
+        enc._syl = {s: i for i, s in enumerate(enc.syllables)}
+        return enc
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vocab.txt").write_text("\n".join(self.chars) + "\n", encoding="utf-8")
+        (folder / "syllables.txt").write_text("\n".join(self.syllables) + "\n", encoding="utf-8")
+
+    def ids(self, normalised: str) -> tuple[list[int], list[int]]:
+        text = normalised[: MAX_LENGTH - 2]
+        types = [0] * len(text)
+        for syl, a, b in sounds(text):
+            for i in range(a, b):
+                types[i] = self._syl.get(syl, 0)
+        unk = self._char["[UNK]"]
+        chars = [self._char.get(c, unk) for c in text]
+        return [self._char["[CLS]"], *chars, self._char["[SEP]"]], [0, *types, 0]
+
+    def __call__(self, texts: list[str]):
+        import torch
+
+        rows = [self.ids(t) for t in texts]
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+        types = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, (ids, tt) in enumerate(rows):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            types[i, : len(tt)] = torch.tensor(tt)
+            mask[i, : len(ids)] = 1
+        return {"input_ids": input_ids, "token_type_ids": types, "attention_mask": mask}
+
+
+class TokenizerEncoder:
+    """A pretrained checkpoint's own tokenizer over the characters."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, texts: list[str]):
+        return self.tokenizer(
+            texts, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="pt"
+        )
+
+
+def load_encoder(folder: Path, config) -> CharPinyinEncoder | TokenizerEncoder:
+    if getattr(config, "livemod_encoding", None) == ENCODING:
+        return CharPinyinEncoder.load(folder)
+    from transformers import AutoTokenizer
+
+    return TokenizerEncoder(AutoTokenizer.from_pretrained(str(folder)))
 
 
 class TextModel:
@@ -37,15 +104,17 @@ class TextModel:
         self.path = Path(path)
         self.threads = threads
         self.model = None
-        self.tokenizer = None
+        self.encode = None
         self.codes: list[str] = []
         self.version = ""
         self.fusion: dict = {}
 
     def setup(self) -> None:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in every worker's output
         if not (self.path / "config.json").is_file():
             raise FileNotFoundError(
                 f"{self.path}: no trained classifier here (config.json missing); "
@@ -53,11 +122,9 @@ class TextModel:
             )
         if self.threads:
             torch.set_num_threads(self.threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path))
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            str(self.path), torch_dtype=torch.float32
-        )
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(self.path), dtype=torch.float32)
         self.model.eval()
+        self.encode = load_encoder(self.path, self.model.config)
         id2label = self.model.config.id2label
         self.codes = [id2label[i] for i in range(len(id2label))]
         unknown = set(self.codes) - set(CODES)
@@ -76,16 +143,8 @@ class TextModel:
             self.setup()
         out: list[dict[str, float]] = []
         for i in range(0, len(normalised), batch_size):
-            pairs = [model_inputs(t) for t in normalised[i : i + batch_size]]
-            enc = self.tokenizer(
-                [a for a, _ in pairs],
-                [b for _, b in pairs],
-                truncation=True,
-                max_length=MAX_LENGTH,
-                padding=True,
-                return_tensors="pt",
-            )
+            batch = self.encode(normalised[i : i + batch_size])
             with torch.inference_mode():
-                probs = torch.sigmoid(self.model(**enc).logits).numpy()
-            out += [dict(zip(self.codes, map(float, row), strict=True)) for row in np.atleast_2d(probs)]
+                probs = torch.sigmoid(self.model(**batch).logits).tolist()
+            out += [dict(zip(self.codes, row, strict=True)) for row in probs]
         return out

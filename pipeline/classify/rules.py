@@ -7,6 +7,7 @@ suppressed a match, so a moderator can see why something was *not* flagged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from pipeline.classify.normalize import CLAUSE_MARKS, SENTENCE_MARKS
@@ -121,27 +122,31 @@ def _sentence(text: str, start: int, end: int) -> str:
     return text[a:b]
 
 
-def _strip_not_negation(text: str) -> str:
-    for word in NOT_NEGATION:
-        text = text.replace(word, "_" * len(word))
-    return text
+def _alternation(words) -> re.Pattern:
+    return re.compile("|".join(map(re.escape, sorted(words, key=len, reverse=True))))
+
+
+_NOT_NEGATION = _alternation(NOT_NEGATION)
+_NEGATORS = _alternation(NEGATORS)
+_REPORTED = _alternation(REPORTED)
+_WARNINGS = _alternation(WARNINGS)
 
 
 def negation(text: str, start: int, end: int, window: int = 6) -> bool:
     """A negator shortly before the match in the same clause: 我们不卖处方药, 没有添加激素."""
     lo = max(_clause_start(text, start, CLAUSE_MARKS), start - window)
-    before = _strip_not_negation(text[lo:end])[: start - lo]
-    return any(neg in before for neg in NEGATORS)
+    masked = _NOT_NEGATION.sub(lambda m: "_" * len(m.group(0)), text[lo:end])
+    return _NEGATORS.search(masked[: start - lo]) is not None
 
 
 def reported_speech(text: str, start: int, end: int, window: int = 6) -> bool:
     """The match is reported, not offered: 新闻里说有人卖假药, 国家规定处方药要凭处方."""
-    return any(marker in _sentence(text, start, end) for marker in REPORTED)
+    return _REPORTED.search(_sentence(text, start, end)) is not None
 
 
 def warning(text: str, start: int, end: int, window: int = 6) -> bool:
     """The match is warned against: 提醒大家谨防刷单诈骗, 不要相信先交手续费的中奖."""
-    return any(marker in _sentence(text, start, end) for marker in WARNINGS)
+    return _WARNINGS.search(_sentence(text, start, end)) is not None
 
 
 RULES: dict[str, Callable[..., bool]] = {
