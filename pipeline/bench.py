@@ -7,6 +7,7 @@ grows with hours of audio; the pipeline's cold total (start-up included) is prin
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -136,4 +137,63 @@ def bench_classify(config: Config, data: str | None, minimum: int = 3000) -> int
         dt = time.perf_counter() - t0
         print(f"{name:42s} {dt:8.2f} {len(texts) / dt:13.0f}")
     print("\ntargets: lexicon + rules ≥ 2,000 utterances/s, model ≥ 200 utterances/s")
+    return 0
+
+
+def _cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
+def bench_live(config: Config, streams: int, duration: float, media: str | None, use_ray: bool) -> int:
+    """Replay the demo stream as N concurrent real-time sources over loopback TCP."""
+    from pipeline.config import LiveStream
+    from pipeline.live.replay import Publisher, free_port
+
+    media = str(media or DEMO_STREAM)
+    length = probe(media).duration
+    duration = min(duration, length)
+    config = config.model_copy(update={"live": config.live.model_copy(update={"stdout": False})})
+    ports = [free_port() for _ in range(streams)]
+    sources = [
+        LiveStream(id=f"bench{i + 1}", url=f"tcp://127.0.0.1:{p}?listen=1") for i, p in enumerate(ports)
+    ]
+    publishers = [Publisher(media, f"tcp://127.0.0.1:{p}").start(delay=1.0) for p in ports]
+    print(
+        f"{streams} stream(s) of {media} ({length:.0f} s) replayed in real time over loopback TCP, "
+        f"{duration:.0f} s each; runner: {'ray' if use_ray else 'local'}; {os.cpu_count()} cores"
+    )
+    with tempfile.TemporaryDirectory() as out:
+        busy0, total0 = _cpu_times()
+        if use_ray:
+            from pipeline.runners.ray_live import run_live_ray as run
+        else:
+            from pipeline.runners.live_local import run_live_local as run
+        summary = run(sources, config, Path(out), duration)
+        busy1, total1 = _cpu_times()
+    for p in publishers:
+        p.kill()
+    print(
+        f"\n{'stream':10s} {'utterances':>10s} {'violations':>10s} {'lost':>5s} {'max backlog':>12s} "
+        f"{'backlog 1st half':>17s} {'2nd half':>9s}"
+    )
+    for sid, st in summary["per_stream"].items():
+        b = st["backlog_samples"] or [0.0]
+        half = max(1, len(b) // 2)
+        print(
+            f"{sid:10s} {st['utterances']:10d} {st['violations']:10d} {st['lost']:5d} {st['max_backlog']:11.1f}s "
+            f"{max(b[:half]):16.1f}s {max(b[half:] or [0.0]):8.1f}s"
+        )
+
+    def sec(x):
+        return "-" if x is None else f"{x:.2f} s"
+
+    print(
+        f"\nlatency, end of utterance → durable write, over {summary['violations']} violations: "
+        f"p50 {sec(summary['latency_p50'])}, p95 {sec(summary['latency_p95'])}, max {sec(summary['latency_max'])}"
+    )
+    print(f"CPU use of the machine during the run: {100 * (busy1 - busy0) / max(1.0, total1 - total0):.0f}%")
     return 0

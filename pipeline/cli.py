@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-clips", action="store_true", help="do not cut clips")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(b)
+
+    lv = sub.add_parser("live", help="moderate live streams as they happen")
+    lv.add_argument(
+        "sources",
+        nargs="*",
+        help="rtmp:// http(s):// (FLV, HLS) rtsp:// srt:// tcp:// udp:// or a "
+        "file played at real-time speed; more streams can be listed in the config (live.streams)",
+    )
+    lv.add_argument("--stream-id", action="append", default=[], help="id for each source, in order")
+    lv.add_argument("--out", default="out/live", help="output folder (default: out/live)")
+    lv.add_argument("--duration", type=float, help="stop after this many seconds of stream")
+    lv.add_argument("--address", help="Ray cluster to join (host:port or 'auto'); default: local Ray")
+    lv.add_argument("--no-ray", action="store_true", help="run in this process without Ray")
+    lv.add_argument("--webhook", help="POST each violation to this URL (secret in $LIVEMOD_WEBHOOK_SECRET)")
+    _common(lv)
 
     c = sub.add_parser("classify", help="classify text lines or JSONL ({id, text})")
     c.add_argument("file", nargs="?", default="-", help="input file, or - for stdin")
@@ -125,6 +141,61 @@ def cmd_batch(args) -> int:
     return EXIT_SOME_FAILED if any(not r.ok for r in results) else EXIT_OK
 
 
+def live_streams(sources: list[str], ids: list[str], config: Config) -> list:
+    from pipeline.config import LiveStream
+
+    if len(ids) > len(sources):
+        raise ValueError("more --stream-id than sources")
+    streams = list(config.live.streams)
+    for i, url in enumerate(sources):
+        default = re.sub(r"[^\w.-]+", "_", Path(url).stem if "://" not in url else url.split("://", 1)[1])
+        streams.append(
+            LiveStream(id=ids[i] if i < len(ids) else default.strip("_")[:40] or f"stream{i}", url=url)
+        )
+    seen = [s.id for s in streams]
+    dupes = {x for x in seen if seen.count(x) > 1}
+    if dupes:
+        raise ValueError(f"duplicate stream ids: {', '.join(sorted(dupes))} (use --stream-id)")
+    return streams
+
+
+def cmd_live(args) -> int:
+    config = _config(args)
+    streams = live_streams(args.sources, args.stream_id, config)
+    if not streams:
+        print("livemod live: no sources (give URLs or list live.streams in the config)", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    if config.ray.enabled:
+        from pipeline.runners.ray_live import run_live_ray as run
+    else:
+        from pipeline.runners.live_local import run_live_local as run
+    summary = run(streams, config, out, args.duration)
+    print(format_live_summary(summary, out))
+    return EXIT_OK
+
+
+def format_live_summary(summary: dict, out: Path) -> str:
+    def sec(x):
+        return "-" if x is None else f"{x:.2f}s"
+
+    lines = ["", f"{'stream':30s} {'utterances':>10s} {'violations':>10s} {'lost':>5s} {'max backlog':>12s}"]
+    for sid, st in summary.get("per_stream", {}).items():
+        lines.append(
+            f"{sid[:30]:30s} {st['utterances']:10d} {st['violations']:10d} {st['lost']:5d} "
+            f"{st['max_backlog']:11.1f}s"
+        )
+    lines.append(
+        f"latency from end of utterance to durable write: p50 {sec(summary['latency_p50'])}, "
+        f"p95 {sec(summary['latency_p95'])}, max {sec(summary['latency_max'])} "
+        f"over {summary['violations']} violations"
+    )
+    if summary.get("webhook"):
+        lines.append(f"webhook: {summary['webhook']}")
+    lines.append(f"outputs in {out}/: violations.jsonl, transcripts/, clips/, moderation.db")
+    return "\n".join(lines)
+
+
 def _read_texts(file: str) -> list[dict]:
     stream = sys.stdin if file == "-" else open(file, encoding="utf-8")
     items = []
@@ -196,14 +267,22 @@ def cmd_eval(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from pipeline.bench import bench_batch, bench_classify
+    from pipeline.bench import bench_batch, bench_classify, bench_live
 
     if args.what == "classify":
         return bench_classify(_config(args), args.data)
+    if args.what == "live":
+        return bench_live(_config(args), args.streams, args.duration, args.audio, use_ray=not args.no_ray)
     return bench_batch(_config(args), args.audio, use_ray=not args.no_ray)
 
 
-COMMANDS = {"batch": cmd_batch, "classify": cmd_classify, "eval": cmd_eval, "bench": cmd_bench}
+COMMANDS = {
+    "batch": cmd_batch,
+    "live": cmd_live,
+    "classify": cmd_classify,
+    "eval": cmd_eval,
+    "bench": cmd_bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,6 +104,33 @@ class RayConfig(_Section):
     max_inflight_windows: int = Field(4, ge=1)  # back-pressure towards the ASR pool
 
 
+class LiveStream(_Section):
+    id: str  # stream id used in records
+    url: str  # anything ffmpeg reads live, or a file played at real-time speed
+
+
+class WebhookConfig(_Section):
+    url: str | None = None  # POST each violation here (JSON, HMAC-signed)
+    secret_env: str = "LIVEMOD_WEBHOOK_SECRET"  # environment variable holding the HMAC secret
+    retries: int = Field(5, ge=0)
+    timeout_s: float = Field(5.0, gt=0)
+
+
+class LiveConfig(_Section):
+    streams: list[LiveStream] = Field(default_factory=list)  # streams to watch besides the CLI's
+    max_utterance_s: float = Field(15.0, gt=1, le=30)  # unbroken speech is cut here
+    block_s: float = Field(0.5, gt=0, le=5)  # audio read from ffmpeg per step
+    max_inflight: int = Field(3, ge=1)  # utterances of one stream in ASR at once (back-pressure)
+    max_queued: int = Field(40, ge=1)  # utterances waiting beyond that; older ones are lost (recorded)
+    stall_timeout_s: float = Field(5.0, gt=0)  # no data this long: reconnect
+    reconnect_max_s: float = Field(10.0, gt=0)  # longest wait between reconnects
+    give_up_after_s: float | None = None  # stop a stream after this long unreachable; null: never
+    ring_keep_s: float = Field(120.0, gt=10)  # recent media kept for clips
+    asr_workers: int = Field(1, ge=1)  # shared ASR actors (Ray)
+    stdout: bool = True  # print each violation as it is found
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+
+
 class OutputConfig(_Section):
     database: str = "moderation.db"  # file name inside --out, or an absolute path
     subtitles: bool = True
@@ -118,6 +145,7 @@ class Config(_Section):
     clips: ClipConfig = Field(default_factory=ClipConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
 
 
 def _error_line(exc: ValidationError, origin: str) -> str:

@@ -195,6 +195,11 @@ class Violation:
     classifier_version: str
     clip: str = ""  # path relative to the output folder
     clip_start: float = 0.0  # stream time at which the clip begins
+    # live streams only: wall-clock time of the utterance start, when the violation was durably
+    # written, and the seconds from the end of the utterance to that write
+    wall_start: str = ""
+    detected_at: str = ""
+    latency: float | None = None
 
     @property
     def violation_id(self) -> str:
@@ -219,7 +224,15 @@ class Violation:
             "clip_start": round(self.clip_start, 3),
             "asr_model": self.asr_model,
             "classifier_version": self.classifier_version,
-        }
+        } | (
+            {
+                "wall_start": self.wall_start,
+                "detected_at": self.detected_at,
+                "latency": None if self.latency is None else round(self.latency, 3),
+            }
+            if self.detected_at
+            else {}
+        )
 
 
 @dataclass

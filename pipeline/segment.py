@@ -44,6 +44,8 @@ class Segmenter:
     stream_id: str
     config: VadConfig
     vad: SileroVad
+    time_offset: float = 0.0  # stream time of the first sample fed (live: after a reconnect)
+    first_index: int = 0  # index of the first utterance (live: continues across reconnects)
     _buf: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     _buf_start: int = 0  # stream sample index of _buf[0]
     _pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -62,11 +64,16 @@ class Segmenter:
         self._min_speech = int(c.min_speech_ms * SAMPLE_RATE / 1000)
         self._max_len = int(c.max_utterance_s * SAMPLE_RATE) - 2 * self._pad
         self._off = max(0.0, c.threshold - 0.15)
+        self._index = self.first_index
 
     @property
     def position(self) -> float:
-        """Seconds of audio consumed so far."""
-        return self._pos / SAMPLE_RATE
+        """Stream time up to which audio has been examined."""
+        return self.time_offset + self._pos / SAMPLE_RATE
+
+    @property
+    def next_index(self) -> int:
+        return self._index
 
     def feed(self, audio: np.ndarray) -> Iterator[tuple[Utterance, np.ndarray]]:
         """Add audio; yield every utterance that ended inside it."""
@@ -122,7 +129,8 @@ class Segmenter:
         b = min(end + self._pad, self._buf_start + len(self._buf))
         audio = self._buf[a - self._buf_start : b - self._buf_start].copy()
         self._last_end = b
-        utt = Utterance(self.stream_id, self._index, a / SAMPLE_RATE, b / SAMPLE_RATE)
+        t0 = self.time_offset
+        utt = Utterance(self.stream_id, self._index, t0 + a / SAMPLE_RATE, t0 + b / SAMPLE_RATE)
         self._index += 1
         yield utt, audio
 

@@ -126,8 +126,16 @@ CREATE TABLE IF NOT EXISTS violations (
     id TEXT PRIMARY KEY, stream_id TEXT NOT NULL, utterance_id TEXT NOT NULL, source TEXT,
     start_s REAL NOT NULL, end_s REAL NOT NULL, category TEXT NOT NULL, subcategory TEXT NOT NULL,
     severity TEXT, score REAL, text TEXT, evidence TEXT, basis TEXT, clip TEXT, clip_start REAL,
-    asr_model TEXT,
-    classifier_version TEXT, status TEXT NOT NULL DEFAULT 'pending', created_at TEXT, updated_at TEXT
+    asr_model TEXT, classifier_version TEXT, wall_start TEXT, detected_at TEXT, latency REAL,
+    status TEXT NOT NULL DEFAULT 'pending', created_at TEXT, updated_at TEXT
+);
+CREATE TABLE IF NOT EXISTS gaps (
+    stream_id TEXT NOT NULL, start_s REAL NOT NULL, end_s REAL NOT NULL, start_wall TEXT,
+    end_wall TEXT, reason TEXT, PRIMARY KEY (stream_id, start_s)
+);
+CREATE TABLE IF NOT EXISTS lost (
+    stream_id TEXT NOT NULL, start_s REAL NOT NULL, end_s REAL NOT NULL, reason TEXT,
+    recorded_at TEXT, PRIMARY KEY (stream_id, start_s)
 );
 CREATE INDEX IF NOT EXISTS violations_stream ON violations(stream_id, start_s);
 CREATE INDEX IF NOT EXISTS violations_category ON violations(category, subcategory);
@@ -135,7 +143,7 @@ CREATE INDEX IF NOT EXISTS violations_category ON violations(category, subcatego
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=30)
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)  # callers serialise writes
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.executescript(SCHEMA)
@@ -190,25 +198,76 @@ class Database:
                 ),
             )
             c.execute("DELETE FROM utterances WHERE stream_id=?", (s.stream_id,))
-            c.executemany(
-                "INSERT INTO utterances VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [_utterance_row(t) for t in result.transcripts],
-            )
             keep = [v.violation_id for v in result.violations]
             c.execute(
                 f"DELETE FROM violations WHERE stream_id=? AND id NOT IN ({','.join('?' * len(keep))})",
                 (s.stream_id, *keep),
             )
-            c.executemany(
-                "INSERT INTO violations (id, stream_id, utterance_id, source, start_s, end_s, category, "
-                "subcategory, severity, score, text, evidence, basis, clip, clip_start, asr_model, "
-                "classifier_version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(id) DO UPDATE SET source=excluded.source, start_s=excluded.start_s, "
-                "end_s=excluded.end_s, severity=excluded.severity, score=excluded.score, "
-                "text=excluded.text, evidence=excluded.evidence, basis=excluded.basis, "
-                "clip=excluded.clip, clip_start=excluded.clip_start, asr_model=excluded.asr_model, "
-                "classifier_version=excluded.classifier_version, updated_at=excluded.updated_at",
-                [_violation_row(v, ts) for v in result.violations],
+            self._insert(result.transcripts, result.violations, ts)
+
+    def _insert(self, transcripts: list[Transcript], violations: list[Violation], ts: str) -> None:
+        c = self.conn
+        c.executemany(
+            "INSERT INTO utterances VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "start_s=excluded.start_s, end_s=excluded.end_s, text=excluded.text, words=excluded.words, "
+            "avg_logprob=excluded.avg_logprob, no_speech_prob=excluded.no_speech_prob, "
+            "filtered=excluded.filtered",
+            [_utterance_row(t) for t in transcripts],
+        )
+        c.executemany(
+            f"INSERT INTO violations ({', '.join(_VIOLATION_COLUMNS)}) "
+            f"VALUES ({','.join('?' * len(_VIOLATION_COLUMNS))}) ON CONFLICT(id) DO UPDATE SET "
+            + ", ".join(f"{k}=excluded.{k}" for k in _VIOLATION_COLUMNS if k not in ("id", "created_at")),
+            [_violation_row(v, ts) for v in violations],
+        )
+
+    def add(self, transcripts: list[Transcript], violations: list[Violation]) -> None:
+        """Write (or rewrite) some utterances and violations of a stream as they come (live)."""
+        with self.conn:
+            self._insert(transcripts, violations, now_iso())
+
+    def upsert_stream(
+        self,
+        stream_id: str,
+        source: str,
+        duration: float,
+        has_video: bool,
+        asr_model: str = "",
+        classifier_version: str = "",
+    ) -> None:
+        """Create or update a stream row without touching its utterances (live streams grow)."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO streams (stream_id, source, duration, has_video, format, asr_model, "
+                "classifier_version, processed_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(stream_id) DO UPDATE "
+                "SET duration=excluded.duration, asr_model=excluded.asr_model, "
+                "classifier_version=excluded.classifier_version, processed_at=excluded.processed_at",
+                (
+                    stream_id,
+                    source,
+                    duration,
+                    int(has_video),
+                    "live",
+                    asr_model,
+                    classifier_version,
+                    now_iso(),
+                ),
+            )
+
+    def add_gap(
+        self, stream_id: str, start: float, end: float, start_wall: str, end_wall: str, reason: str
+    ) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO gaps VALUES (?,?,?,?,?,?)",
+                (stream_id, start, end, start_wall, end_wall, reason),
+            )
+
+    def add_lost(self, stream_id: str, start: float, end: float, reason: str) -> None:
+        """An utterance that could not be moderated: recorded, never silently dropped."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO lost VALUES (?,?,?,?,?)", (stream_id, start, end, reason, now_iso())
             )
 
     def count(self, table: str) -> int:
@@ -231,6 +290,32 @@ def _utterance_row(t: Transcript) -> tuple:
     )
 
 
+_VIOLATION_COLUMNS = (
+    "id",
+    "stream_id",
+    "utterance_id",
+    "source",
+    "start_s",
+    "end_s",
+    "category",
+    "subcategory",
+    "severity",
+    "score",
+    "text",
+    "evidence",
+    "basis",
+    "clip",
+    "clip_start",
+    "asr_model",
+    "classifier_version",
+    "wall_start",
+    "detected_at",
+    "latency",
+    "created_at",
+    "updated_at",
+)
+
+
 def _violation_row(v: Violation, ts: str) -> tuple:
     d = v.to_dict()
     return (
@@ -251,6 +336,9 @@ def _violation_row(v: Violation, ts: str) -> tuple:
         d["clip_start"],
         d["asr_model"],
         d["classifier_version"],
+        d.get("wall_start"),
+        d.get("detected_at"),
+        d.get("latency"),
         ts,
         ts,
     )

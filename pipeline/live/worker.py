@@ -1,0 +1,292 @@
+"""One live stream: continuous decode → VAD utterances → moderation → sink, with clips.
+
+An utterance goes to moderation the moment VAD sees it end (or at ``live.max_utterance_s`` of
+unbroken speech).  ``moderate`` is any callable that takes a one-utterance Window and returns
+a ``concurrent.futures.Future`` of (transcripts, violations): a local thread running the
+stages, or Ray actor pools.  At most ``live.max_inflight`` utterances of a stream are in
+moderation at once; more wait in a bounded queue, and when even that overflows the oldest is
+recorded as lost.  The source is never paused: live media does not wait.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import Config
+from pipeline.live.ingest import LiveSource, ReconnectPolicy
+from pipeline.live.ring import SegmentRing
+from pipeline.live.sink import LiveSink
+from pipeline.media import MediaError
+from pipeline.records import SAMPLE_RATE, Utterance
+from pipeline.segment import Segmenter, SileroVad, Window
+
+log = logging.getLogger(__name__)
+
+Moderate = Callable[[Window, str], Future]
+
+
+class WallClock:
+    """Stream time → wall-clock time, from the (stream time, wall time) of arriving blocks."""
+
+    def __init__(self, keep: int = 20000) -> None:
+        self._stream: deque[float] = deque(maxlen=keep)
+        self._wall: deque[float] = deque(maxlen=keep)
+
+    def add(self, stream_end: float, wall: float) -> None:
+        self._stream.append(stream_end)
+        self._wall.append(wall)
+
+    def at(self, t: float) -> float:
+        if not self._stream:
+            return time.time()
+        i = min(bisect.bisect_left(self._stream, t), len(self._stream) - 1)
+        return self._wall[i] + (t - self._stream[i])
+
+
+@dataclass
+class Pending:
+    utterance: Utterance
+    audio: np.ndarray
+    future: Future | None = None
+
+
+@dataclass
+class StreamStats:
+    utterances: int = 0
+    violations: int = 0
+    lost: int = 0
+    max_backlog: float = 0.0
+    backlog_samples: list[float] = field(default_factory=list)
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        stream_id: str,
+        url: str,
+        config: Config,
+        moderate: Moderate,
+        sink: LiveSink,
+        out_dir: Path,
+        vad: SileroVad | None = None,
+    ) -> None:
+        self.stream_id, self.url, self.config = stream_id, url, config
+        self.moderate, self.sink, self.out = moderate, sink, Path(out_dir)
+        self.vad = vad or SileroVad()
+        self.clock = WallClock()
+        self.inflight: deque[Pending] = deque()
+        self.queued: deque[Pending] = deque()
+        self.stats = StreamStats()
+        self.ring = SegmentRing(self.out / "ring" / stream_id, keep_seconds=config.live.ring_keep_s)
+        lc = config.live
+        self.source = LiveSource(
+            url,
+            stream_id,
+            block_seconds=lc.block_s,
+            ring=self.ring,
+            stall_timeout=lc.stall_timeout_s,
+            reconnect=ReconnectPolicy(
+                initial=0.5, factor=2.0, max_delay=lc.reconnect_max_s, give_up_after=lc.give_up_after_s
+            ),
+            on_gap=self._on_gap,
+        )
+        self._clips: list[tuple[float, float, float, list[str], str]] = []  # ready_at, start, end, ids, path
+        self._clip_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"clip-{stream_id}")
+        self._stop = threading.Event()
+        self.position = 0.0
+
+    def stop(self) -> None:
+        """Finish promptly: stop reading, then moderate and write what is in flight."""
+        self._stop.set()
+        self.source.stop()
+
+    def _segmenter(self, offset: float, first_index: int) -> Segmenter:
+        vad_cfg = self.config.vad.model_copy(update={"max_utterance_s": self.config.live.max_utterance_s})
+        return Segmenter(self.stream_id, vad_cfg, self.vad, time_offset=offset, first_index=first_index)
+
+    def run(self, duration: float | None = None) -> StreamStats:
+        seg: Segmenter | None = None
+        last_status = 0.0
+        timer: threading.Timer | None = None
+        try:
+            for block in self.source.blocks():
+                if timer is None and duration is not None:
+                    # stream time runs on through outages, so the duration is kept by the clock too
+                    timer = threading.Timer(max(0.0, duration - block.stream_time) + 1.0, self.stop)
+                    timer.daemon = True
+                    timer.start()
+                length = len(block.samples) / SAMPLE_RATE
+                self.clock.add(block.stream_time + length, block.wall_time)
+                if seg is None or abs(block.stream_time - seg.position) > 0.25:
+                    if seg is not None:  # a reconnect: close the utterance cut by the outage
+                        self._enqueue(seg.flush())
+                    seg = self._segmenter(block.stream_time, seg.next_index if seg else 0)
+                self._enqueue(seg.feed(block.samples))
+                self.position = block.stream_time + length
+                self._pump()
+                if time.monotonic() - last_status > 2.0:
+                    self._status()
+                    last_status = time.monotonic()
+                if self._stop.is_set() or (duration is not None and self.position >= duration):
+                    break
+        except MediaError as exc:
+            log.error("%s: giving up on the source: %s", self.stream_id, exc)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.source.stop()
+            if seg is not None:
+                self._enqueue(seg.flush())
+            self._drain()
+            self._status()
+        return self.stats
+
+    def _enqueue(self, utterances) -> None:
+        for utt, audio in utterances:
+            self.stats.utterances += 1
+            self.queued.append(Pending(utt, audio))
+            while len(self.queued) > self.config.live.max_queued:
+                old = self.queued.popleft()
+                self.stats.lost += 1
+                self.sink.lost(self.stream_id, old.utterance.start, old.utterance.end, "backlog overflow")
+        self._pump()
+
+    def _pump(self) -> None:
+        """Collect finished utterances in order, start queued ones, cut clips that are due."""
+        while self.inflight and self.inflight[0].future.done():
+            self._finish(self.inflight.popleft())
+        while self.queued and len(self.inflight) < self.config.live.max_inflight:
+            p = self.queued.popleft()
+            p.future = self.moderate(Window(self.stream_id, [p.utterance], [0.0], p.audio), self.url)
+            self.inflight.append(p)
+        backlog = self.backlog
+        self.stats.max_backlog = max(self.stats.max_backlog, backlog)
+        if self._clips:
+            due = [c for c in self._clips if self._clip_ready(c)]
+            self._clips = [c for c in self._clips if c not in due]
+            for _, start, end, ids, path in due:
+                if self.position == float("inf"):  # the stream is over: the clip ends where it did
+                    self.ring.refresh()
+                    end = min(end, max((b for _, b in self.ring.spans()), default=end))
+                self._clip_pool.submit(self._cut, start, end, ids, path)
+
+    def _clip_ready(self, clip) -> bool:
+        """The ring holds finished segments covering the clip (or it never will: try anyway and
+        record why it failed)."""
+        give_up_at, start, end = clip[0], clip[1], clip[2]
+        if self.position >= give_up_at:
+            return True
+        if self.position < end:
+            return False
+        self.ring.refresh()
+        return any(a <= start + 0.05 and b >= end - 0.05 for a, b in self.ring.spans())
+
+    @property
+    def backlog(self) -> float:
+        """Seconds of stream between the oldest unmoderated utterance's end and now."""
+        waiting = [p.utterance.end for p in (*self.inflight, *self.queued)]
+        return max(0.0, self.position - min(waiting)) if waiting else 0.0
+
+    def _finish(self, p: Pending) -> None:
+        u = p.utterance
+        try:
+            transcripts, violations = p.future.result()
+        except Exception as exc:  # ASR or classifier failed for good (after the pool's retries)
+            self.stats.lost += 1
+            self.sink.lost(self.stream_id, u.start, u.end, f"{type(exc).__name__}: {exc}"[:300])
+            return
+        clip = ""
+        ctx = self.config.clips.context_s
+        clip_start = max(0.0, u.start - ctx)
+        if violations and self.config.clips.enabled:
+            clip = f"clips/{self.stream_id}/{int(round(clip_start * 1000)):09d}_{u.index:05d}.mp4"
+            violations = [replace(v, clip=clip, clip_start=clip_start) for v in violations]
+        wall = {u.utterance_id: (self.clock.at(u.start), self.clock.at(u.end))}
+        written = self.sink.results(transcripts, violations, wall)
+        self.stats.violations += len(written)
+        if clip:
+            give_up_at = u.end + ctx + 30.0  # a source with sparse keyframes closes segments late
+            self._clips.append((give_up_at, clip_start, u.end + ctx, [v.violation_id for v in written], clip))
+
+    def _cut(self, start: float, end: float, ids: list[str], rel: str) -> None:
+        self.ring.refresh()
+        middle = (start + end) / 2
+        for a, b in self.ring.spans():  # near an outage, keep the side the utterance is on
+            if a <= middle <= b:
+                start, end = max(start, a), min(end, b)
+        try:
+            self.ring.clip(start, end, self.out / rel, video=self.config.clips.video)
+            self.sink.clip_done(ids, rel, start)
+        except (MediaError, OSError) as exc:
+            self.sink.clip_failed(ids, str(exc))
+
+    def _drain(self, timeout: float = 60.0) -> None:
+        """Moderate and write everything still queued or in flight, then the due clips."""
+        deadline = time.monotonic() + timeout
+        while (self.inflight or self.queued) and time.monotonic() < deadline:
+            self._pump()
+            if self.inflight:
+                try:
+                    self.inflight[0].future.result(timeout=max(0.1, deadline - time.monotonic()))
+                except Exception:
+                    pass
+        for p in (*self.inflight, *self.queued):
+            self.sink.lost(self.stream_id, p.utterance.start, p.utterance.end, "shutdown before moderation")
+        self.inflight.clear()
+        self.queued.clear()
+        self.position = float("inf")
+        self._pump()
+        self._clip_pool.shutdown(wait=True)
+
+    def _status(self) -> None:
+        self.stats.backlog_samples.append(self.backlog)
+        self.sink.stream(
+            self.stream_id,
+            self.url,
+            self.position if self.position != float("inf") else 0.0,
+            self.backlog,
+            has_video=True,
+        )
+
+    def _on_gap(self, gap) -> None:
+        self.sink.gap(
+            self.stream_id,
+            gap.start_stream_time,
+            gap.end_stream_time,
+            gap.start_wall,
+            gap.end_wall,
+            gap.reason,
+        )
+
+
+class LocalModerator:
+    """Moderation in one background thread of this process (no Ray): ASR then classifier."""
+
+    def __init__(self, config: Config) -> None:
+        from pipeline.stages import AsrStage, ClassifyStage
+
+        self.asr = AsrStage(config.asr)
+        self.classify = ClassifyStage(config)
+        self.asr.setup()
+        self.classify.setup()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moderate")
+
+    def _run(self, window: Window, source: str):
+        transcripts = self.asr.process(window)
+        return transcripts, self.classify.process(transcripts, source)
+
+    def __call__(self, window: Window, source: str) -> Future:
+        return self.pool.submit(self._run, window, source)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)

@@ -1,0 +1,131 @@
+"""Live moderation on Ray: an ingest actor per stream, shared ASR and classifier pools, one sink.
+
+ASR and classifier actors restart when they die and their in-flight calls are retried
+(``max_restarts``, ``max_task_retries``); an utterance that still fails is recorded as lost by
+the stream's worker.  Ingest actors are light (ffmpeg + VAD) and may sit on any node; the sink
+actor is the single writer of the JSONL files and the database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from concurrent.futures import Future
+from pathlib import Path
+
+import ray
+
+from pipeline.config import Config, LiveStream
+from pipeline.live.sink import LiveSink
+from pipeline.live.worker import StreamWorker
+from pipeline.runners.live_local import StopSignals
+from pipeline.runners.ray_batch import init_ray
+from pipeline.segment import Window
+
+log = logging.getLogger(__name__)
+
+
+@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=2)
+class LiveAsrActor:
+    def __init__(self, config: Config) -> None:
+        from pipeline.stages import AsrStage
+
+        self.stage = AsrStage(config.asr)
+        self.stage.setup()
+
+    def process(self, window: Window):
+        return self.stage.process(window)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=2)
+class LiveClassifyActor:
+    def __init__(self, config: Config) -> None:
+        from pipeline.stages import ClassifyStage
+
+        self.stage = ClassifyStage(config)
+        self.stage.setup()
+
+    def process(self, transcripts, source: str):
+        return self.stage.process(transcripts, source)
+
+
+@ray.remote(num_cpus=0, max_concurrency=4)
+class SinkActor:
+    def __init__(self, out: str, config: Config) -> None:
+        self.sink = LiveSink(out, config)
+
+    def call(self, method: str, *args):
+        return getattr(self.sink, method)(*args)
+
+
+class _RemoteSink:
+    """The LiveSink interface a StreamWorker expects, forwarded to the sink actor."""
+
+    def __init__(self, actor) -> None:
+        self.actor = actor
+
+    def results(self, *args):
+        return ray.get(self.actor.call.remote("results", *args))
+
+    def __getattr__(self, method: str):
+        return lambda *args: self.actor.call.remote(method, *args)
+
+
+class RayModerator:
+    """Window → Future[(transcripts, violations)] through the shared actor pools."""
+
+    def __init__(self, asr_actors: list, classifier) -> None:
+        self._next = itertools.cycle(asr_actors)
+        self.classifier = classifier
+
+    def __call__(self, window: Window, source: str) -> Future:
+        t_ref = next(self._next).process.remote(window)
+        v_ref = self.classifier.process.remote(t_ref, source)
+        done: Future = Future()
+
+        def settle(_):
+            try:
+                done.set_result((ray.get(t_ref), ray.get(v_ref)))
+            except Exception as exc:
+                done.set_exception(exc)
+
+        v_ref.future().add_done_callback(settle)
+        return done
+
+
+@ray.remote(num_cpus=0.25, max_concurrency=2)
+class IngestActor:
+    def __init__(self, stream: LiveStream, config: Config, out: str, asr_actors, classifier, sink) -> None:
+        self.worker = StreamWorker(
+            stream.id, stream.url, config, RayModerator(asr_actors, classifier), _RemoteSink(sink), Path(out)
+        )
+
+    def run(self, duration: float | None):
+        return vars(self.worker.run(duration))
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+
+def run_live_ray(streams: list[LiveStream], config: Config, out: Path, duration: float | None) -> dict:
+    init_ray(config)
+    asr = [LiveAsrActor.remote(config) for _ in range(config.live.asr_workers)]
+    classifier = LiveClassifyActor.remote(config)
+    sink = SinkActor.remote(str(out), config)
+    ingest = [IngestActor.remote(s, config, str(out), asr, classifier, sink) for s in streams]
+    ray.get([a.__ray_ready__.remote() for a in [*asr, classifier]])  # models loaded before media flows
+    runs = [a.run.remote(duration) for a in ingest]
+
+    def stop_all() -> None:
+        for a in ingest:
+            a.stop.remote()
+
+    with StopSignals(stop_all):
+        pending = list(runs)
+        while pending:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+    per_stream = dict(zip([s.id for s in streams], ray.get(runs), strict=True))
+    summary = ray.get(sink.call.remote("summary"))
+    ray.get(sink.call.remote("close"))
+    summary["per_stream"] = per_stream
+    return summary
