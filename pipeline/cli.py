@@ -77,10 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("bench", help="benchmarks")
     k.add_argument(
         "what",
-        choices=["batch", "classify"],
-        help="batch: whole pipeline vs bare faster-whisper; classify: classifier throughput",
+        choices=["batch", "classify", "live"],
+        help="batch: whole pipeline vs bare faster-whisper; classify: classifier throughput; "
+        "live: latency of N concurrent real-time streams",
     )
     k.add_argument("--audio", default=None, help="media file (default: the demo stream)")
+    k.add_argument("--streams", type=int, default=1, help="bench live: concurrent streams")
+    k.add_argument("--duration", type=float, default=120.0, help="bench live: seconds of each stream")
     k.add_argument("--data", default=None, help="JSONL with text for bench classify (default: test split)")
     k.add_argument("--no-ray", action="store_true", help="time the in-process runner instead of Ray")
     _common(k)
@@ -89,7 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config(args) -> Config:
     overrides = list(args.overrides)
-    for flag, key in (("asr_model", "asr.model"), ("asr_workers", "asr.workers"), ("address", "ray.address")):
+    flags = (
+        ("asr_model", "asr.model"),
+        ("asr_workers", "asr.workers"),
+        ("address", "ray.address"),
+        ("webhook", "live.webhook.url"),
+    )
+    for flag, key in flags:
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={value}")

@@ -131,7 +131,7 @@ def train(args) -> dict:
     out = Path(args.out)
     encode, model = make_model(args, norm["train"])
     y_train = targets(splits["train"])
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * ((len(norm["train"]) + args.batch_size - 1) // args.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
     # each code is rare next to benign talk: weigh its positives up (square root of the imbalance)
@@ -229,11 +229,12 @@ def tune_and_test(out: Path, data: Path, info: dict) -> dict:
 
     gold_dev = [set(r.get("labels", [])) for r in splits["dev"]]
     best = None
-    for thr in (0.5, 0.6, 0.7, 0.8, 0.9):
+    for thr in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98):
         for veto in (0.02, 0.05, 0.1, 0.2):
             fused.config = ClassifierConfig(model_dir=out, model_threshold=thr, model_veto=veto)
             s = score_labels(gold_dev, run(fused, splits["dev"]))
-            key = (s["fpr"] <= 0.05, s["macro_f1"] - max(0.0, s["fpr"] - 0.05))
+            # the best macro-F1 that keeps benign false positives at or under 4% (margin under 5%)
+            key = (s["fpr"] <= 0.04, s["macro_f1"] - max(0.0, s["fpr"] - 0.04))
             if best is None or key > best[0]:
                 best = (key, thr, veto, s["macro_f1"], s["fpr"])
     _, thr, veto, dev_f1, dev_fpr = best
@@ -378,8 +379,8 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--dropout", type=float, default=0.2)
-    ap.add_argument("--char-dropout", type=float, default=0.15, help="share of characters hidden in training")
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--char-dropout", type=float, default=0.0, help="share of characters hidden in training")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-minutes", type=float, default=13.0, help="stop after the epoch that passes this")

@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline.classify.lexicon import Lexicon, LexiconError, Match
 from pipeline.classify.model import TextModel
 from pipeline.classify.normalize import Normalizer, VariantTable
-from pipeline.classify.rules import suppressing_rule
+from pipeline.classify.rules import RULES, suppressing_rule
 from pipeline.config import ClassifierConfig
 from pipeline.records import Evidence, Label, Transcript, Violation
 
@@ -33,6 +33,12 @@ EVIDENCE_KIND = {
     "near": ("phonetic", "near-pinyin"),
 }
 SHORT_SOUND_FACTOR = 0.75  # a two-character term matched by sound alone is weak evidence (高防 ≠ 高仿)
+
+
+def weak_sound(m: Match) -> bool:
+    """A match by sound that could be a coincidence: fuzzy or one syllable off, or a short term.
+    Four or more syllables heard exactly (真孔设象头 for 针孔摄像头) rarely are."""
+    return m.kind in ("fuzzy", "near") or (m.kind == "phonetic" and m.end - m.start <= 3)
 
 
 def match_score(m: Match) -> float:
@@ -160,15 +166,18 @@ class Classifier:
             evidence = tuple(ev for _, ev in items)
             if probs is not None:
                 p = probs.get(code, 0.0)
-                if all(m.kind in SOUND_KINDS for m, _ in items) and p < veto:
+                if all(weak_sound(m) for m, _ in items) and p < veto:
                     suppressed += [(ev, "model_veto") for ev in evidence]
                     continue
                 score = 1.0 - (1.0 - score) * (1.0 - p)
             if score >= c.min_score:
                 sub = items[0][0].entry.sub
                 labels.append(Label(sub.category, sub.name, score, sub.severity, sub.basis, evidence))
+        # the model alone does not overrule the context rules: in an utterance where a match was
+        # negated, reported or warned against, it raises nothing of its own
+        context = any(rule in RULES or rule == "negation_inside" for _, rule in suppressed)
         for code, p in (probs or {}).items():
-            if code not in by_code and p >= threshold and code in subs:
+            if code not in by_code and p >= threshold and code in subs and not context:
                 sub = subs[code]
                 ev = Evidence(match=text, span=(0, len(text)), rule=self.model.version, kind="model")
                 labels.append(Label(sub.category, sub.name, p, sub.severity, sub.basis, (ev,)))

@@ -28,7 +28,7 @@ from pipeline.live.ring import SegmentRing
 from pipeline.live.sink import LiveSink
 from pipeline.media import MediaError
 from pipeline.records import SAMPLE_RATE, Utterance
-from pipeline.segment import Segmenter, SileroVad, Window
+from pipeline.segment import Segmenter, SileroVad, Window, pack_windows
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,14 @@ class WallClock:
 
 @dataclass
 class Pending:
-    utterance: Utterance
-    audio: np.ndarray
+    """Utterances on their way through moderation: one, or several packed into one window."""
+
+    items: list[tuple[Utterance, np.ndarray]]
     future: Future | None = None
+
+    @property
+    def utterances(self) -> list[Utterance]:
+        return [u for u, _ in self.items]
 
 
 @dataclass
@@ -154,11 +159,11 @@ class StreamWorker:
     def _enqueue(self, utterances) -> None:
         for utt, audio in utterances:
             self.stats.utterances += 1
-            self.queued.append(Pending(utt, audio))
+            self.queued.append(Pending([(utt, audio)]))
             while len(self.queued) > self.config.live.max_queued:
-                old = self.queued.popleft()
+                ((old, _),) = self.queued.popleft().items
                 self.stats.lost += 1
-                self.sink.lost(self.stream_id, old.utterance.start, old.utterance.end, "backlog overflow")
+                self.sink.lost(self.stream_id, old.start, old.end, "backlog overflow")
         self._pump()
 
     def _pump(self) -> None:
@@ -166,8 +171,9 @@ class StreamWorker:
         while self.inflight and self.inflight[0].future.done():
             self._finish(self.inflight.popleft())
         while self.queued and len(self.inflight) < self.config.live.max_inflight:
-            p = self.queued.popleft()
-            p.future = self.moderate(Window(self.stream_id, [p.utterance], [0.0], p.audio), self.url)
+            p = self._take_packed()
+            window = next(pack_windows(p.items, self.config.asr.window_s, self.config.asr.gap_s))
+            p.future = self.moderate(window, self.url)
             self.inflight.append(p)
         backlog = self.backlog
         self.stats.max_backlog = max(self.stats.max_backlog, backlog)
@@ -179,6 +185,19 @@ class StreamWorker:
                     self.ring.refresh()
                     end = min(end, max((b for _, b in self.ring.spans()), default=end))
                 self._clip_pool.submit(self._cut, start, end, ids, path)
+
+    def _take_packed(self) -> Pending:
+        """The next queued utterance, with the ones behind it that fit in the same Whisper
+        window: a stream that falls behind catches up with fewer, fuller windows."""
+        items = self.queued.popleft().items
+        size = sum(len(a) for _, a in items)
+        limit = self.config.asr.window_s * SAMPLE_RATE
+        gap = self.config.asr.gap_s * SAMPLE_RATE
+        while self.queued and size + gap + len(self.queued[0].items[0][1]) <= limit:
+            item = self.queued.popleft().items[0]
+            items.append(item)
+            size += gap + len(item[1])
+        return Pending(items)
 
     def _clip_ready(self, clip) -> bool:
         """The ring holds finished segments covering the clip (or it never will: try anyway and
@@ -194,29 +213,40 @@ class StreamWorker:
     @property
     def backlog(self) -> float:
         """Seconds of stream between the oldest unmoderated utterance's end and now."""
-        waiting = [p.utterance.end for p in (*self.inflight, *self.queued)]
+        waiting = [u.end for p in (*self.inflight, *self.queued) for u in p.utterances]
         return max(0.0, self.position - min(waiting)) if waiting else 0.0
 
     def _finish(self, p: Pending) -> None:
-        u = p.utterance
         try:
             transcripts, violations = p.future.result()
         except Exception as exc:  # ASR or classifier failed for good (after the pool's retries)
-            self.stats.lost += 1
-            self.sink.lost(self.stream_id, u.start, u.end, f"{type(exc).__name__}: {exc}"[:300])
+            for u in p.utterances:
+                self.stats.lost += 1
+                self.sink.lost(self.stream_id, u.start, u.end, f"{type(exc).__name__}: {exc}"[:300])
             return
-        clip = ""
         ctx = self.config.clips.context_s
-        clip_start = max(0.0, u.start - ctx)
-        if violations and self.config.clips.enabled:
-            clip = f"clips/{self.stream_id}/{int(round(clip_start * 1000)):09d}_{u.index:05d}.mp4"
-            violations = [replace(v, clip=clip, clip_start=clip_start) for v in violations]
-        wall = {u.utterance_id: (self.clock.at(u.start), self.clock.at(u.end))}
+        by_utterance = {u.utterance_id: u for u in p.utterances}
+        clips: dict[str, tuple[str, float]] = {}
+        if self.config.clips.enabled:
+            for v in violations:
+                u = by_utterance[v.utterance_id]
+                start = max(0.0, u.start - ctx)
+                clips[u.utterance_id] = (
+                    f"clips/{self.stream_id}/{int(round(start * 1000)):09d}_{u.index:05d}.mp4",
+                    start,
+                )
+            violations = [
+                replace(v, clip=clips[v.utterance_id][0], clip_start=clips[v.utterance_id][1])
+                for v in violations
+            ]
+        wall = {u.utterance_id: (self.clock.at(u.start), self.clock.at(u.end)) for u in p.utterances}
         written = self.sink.results(transcripts, violations, wall)
         self.stats.violations += len(written)
-        if clip:
+        for uid, (clip, start) in clips.items():
+            u = by_utterance[uid]
+            ids = [v.violation_id for v in written if v.utterance_id == uid]
             give_up_at = u.end + ctx + 30.0  # a source with sparse keyframes closes segments late
-            self._clips.append((give_up_at, clip_start, u.end + ctx, [v.violation_id for v in written], clip))
+            self._clips.append((give_up_at, start, u.end + ctx, ids, clip))
 
     def _cut(self, start: float, end: float, ids: list[str], rel: str) -> None:
         self.ring.refresh()
@@ -241,7 +271,8 @@ class StreamWorker:
                 except Exception:
                     pass
         for p in (*self.inflight, *self.queued):
-            self.sink.lost(self.stream_id, p.utterance.start, p.utterance.end, "shutdown before moderation")
+            for u in p.utterances:
+                self.sink.lost(self.stream_id, u.start, u.end, "shutdown before moderation")
         self.inflight.clear()
         self.queued.clear()
         self.position = float("inf")

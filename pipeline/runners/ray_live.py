@@ -54,8 +54,8 @@ class SinkActor:
     def __init__(self, out: str, config: Config) -> None:
         self.sink = LiveSink(out, config)
 
-    def call(self, method: str, *args):
-        return getattr(self.sink, method)(*args)
+    def call(self, method: str, *args, **kwargs):
+        return getattr(self.sink, method)(*args, **kwargs)
 
 
 class _RemoteSink:
@@ -68,7 +68,7 @@ class _RemoteSink:
         return ray.get(self.actor.call.remote("results", *args))
 
     def __getattr__(self, method: str):
-        return lambda *args: self.actor.call.remote(method, *args)
+        return lambda *args, **kwargs: self.actor.call.remote(method, *args, **kwargs)
 
 
 class RayModerator:
@@ -93,7 +93,7 @@ class RayModerator:
         return done
 
 
-@ray.remote(num_cpus=0.25, max_concurrency=2)
+@ray.remote(num_cpus=0, max_concurrency=2)  # light: ffmpeg decode and VAD
 class IngestActor:
     def __init__(self, stream: LiveStream, config: Config, out: str, asr_actors, classifier, sink) -> None:
         self.worker = StreamWorker(
