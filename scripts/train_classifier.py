@@ -302,9 +302,10 @@ def write_card(out: Path, info: dict, args) -> None:
 `{info["version"]}`: multi-label sequence classification over the {len(CODES)} violation
 subcategories (`transformers` `BertForSequenceClassification`, {args.layers} layers, hidden
 {args.hidden}, {args.heads} heads, trained from scratch{" from " + str(info["base_model"]) if info["base_model"] else ""}),
-weights stored in {"fp16" if args.fp16 else "fp32"}, {size:.1f} MB on disk.  It reads a pair: the
-normalised characters of an utterance and their toneless pinyin, so a right sound written with
-the wrong characters (Whisper's 包制摆病 for 包治百病) still reads right.
+weights stored in {"fp16" if args.fp16 else "fp32"}, {size:.1f} MB on disk.  It reads one token per
+normalised character, and BERT's token-type embedding carries that character's toneless pinyin
+syllable, so a right sound written with the wrong characters (Whisper's 包制摆病 for 包治百病)
+still reads right.
 
 It never works alone in the product: `pipeline/classify/classifier.py` fuses it with the
 lexicon and context rules.  A lexicon label gains score when the model agrees; a match made

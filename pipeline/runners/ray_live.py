@@ -19,34 +19,10 @@ from pipeline.config import Config, LiveStream
 from pipeline.live.sink import LiveSink
 from pipeline.live.worker import StreamWorker
 from pipeline.runners.live_local import StopSignals
-from pipeline.runners.ray_batch import init_ray
+from pipeline.runners.ray_batch import AsrActor, ClassifyActor, init_ray
 from pipeline.segment import Window
 
 log = logging.getLogger(__name__)
-
-
-@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=2)
-class LiveAsrActor:
-    def __init__(self, config: Config) -> None:
-        from pipeline.stages import AsrStage
-
-        self.stage = AsrStage(config.asr)
-        self.stage.setup()
-
-    def process(self, window: Window):
-        return self.stage.process(window)
-
-
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=2)
-class LiveClassifyActor:
-    def __init__(self, config: Config) -> None:
-        from pipeline.stages import ClassifyStage
-
-        self.stage = ClassifyStage(config)
-        self.stage.setup()
-
-    def process(self, transcripts, source: str):
-        return self.stage.process(transcripts, source)
 
 
 @ray.remote(num_cpus=0, max_concurrency=4)
@@ -109,8 +85,9 @@ class IngestActor:
 
 def run_live_ray(streams: list[LiveStream], config: Config, out: Path, duration: float | None) -> dict:
     init_ray(config)
-    asr = [LiveAsrActor.remote(config) for _ in range(config.live.asr_workers)]
-    classifier = LiveClassifyActor.remote(config)
+    restartable = {"max_restarts": -1, "max_task_retries": 2}  # a dead actor comes back, its calls rerun
+    asr = [AsrActor.options(**restartable).remote(config) for _ in range(config.live.asr_workers)]
+    classifier = ClassifyActor.options(**restartable).remote(config)
     sink = SinkActor.remote(str(out), config)
     ingest = [IngestActor.remote(s, config, str(out), asr, classifier, sink) for s in streams]
     ray.get([a.__ray_ready__.remote() for a in [*asr, classifier]])  # models loaded before media flows
