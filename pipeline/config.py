@@ -119,14 +119,16 @@ class WebhookConfig(_Section):
 class LiveConfig(_Section):
     streams: list[LiveStream] = Field(default_factory=list)  # streams to watch besides the CLI's
     max_utterance_s: float = Field(15.0, gt=1, le=30)  # unbroken speech is cut here
-    block_s: float = Field(0.5, gt=0, le=5)  # audio read from ffmpeg per step
+    block_s: float = Field(0.25, gt=0, le=5)  # audio read from ffmpeg per step
+    min_silence_ms: int = Field(400, ge=100)  # a pause this long ends an utterance (shorter: sooner alerts)
     max_inflight: int = Field(1, ge=1)  # windows of one stream in ASR at once; the rest wait and pack
     max_queued: int = Field(40, ge=1)  # utterances waiting beyond that; older ones are lost (recorded)
     stall_timeout_s: float = Field(5.0, gt=0)  # no data this long: reconnect
     reconnect_max_s: float = Field(10.0, gt=0)  # longest wait between reconnects
     give_up_after_s: float | None = None  # stop a stream after this long unreachable; null: never
     ring_keep_s: float = Field(120.0, gt=10)  # recent media kept for clips
-    asr_workers: int = Field(1, ge=1)  # shared ASR actors (Ray)
+    asr_workers: int = Field(2, ge=1)  # shared ASR actors (Ray): streams' utterances run side by side
+    asr_threads: int = Field(1, ge=0)  # CPU threads per live ASR actor (0: one per core)
     stdout: bool = True  # print each violation as it is found
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
 

@@ -116,7 +116,10 @@ class StreamWorker:
         self.source.stop()
 
     def _segmenter(self, offset: float, first_index: int) -> Segmenter:
-        vad_cfg = self.config.vad.model_copy(update={"max_utterance_s": self.config.live.max_utterance_s})
+        live = self.config.live
+        vad_cfg = self.config.vad.model_copy(
+            update={"max_utterance_s": live.max_utterance_s, "min_silence_ms": live.min_silence_ms}
+        )
         return Segmenter(self.stream_id, vad_cfg, self.vad, time_offset=offset, first_index=first_index)
 
     def run(self, duration: float | None = None) -> StreamStats:

@@ -86,7 +86,10 @@ class IngestActor:
 def run_live_ray(streams: list[LiveStream], config: Config, out: Path, duration: float | None) -> dict:
     init_ray(config)
     restartable = {"max_restarts": -1, "max_task_retries": 2}  # a dead actor comes back, its calls rerun
-    asr = [AsrActor.options(**restartable).remote(config) for _ in range(config.live.asr_workers)]
+    asr_config = config.model_copy(
+        update={"asr": config.asr.model_copy(update={"cpu_threads": config.live.asr_threads})}
+    )
+    asr = [AsrActor.options(**restartable).remote(asr_config) for _ in range(config.live.asr_workers)]
     classifier = ClassifyActor.options(**restartable).remote(config)
     sink = SinkActor.remote(str(out), config)
     ingest = [IngestActor.remote(s, config, str(out), asr, classifier, sink) for s in streams]
