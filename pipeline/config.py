@@ -120,7 +120,7 @@ class LiveConfig(_Section):
     streams: list[LiveStream] = Field(default_factory=list)  # streams to watch besides the CLI's
     max_utterance_s: float = Field(15.0, gt=1, le=30)  # unbroken speech is cut here
     block_s: float = Field(0.25, gt=0, le=5)  # audio read from ffmpeg per step
-    min_silence_ms: int = Field(400, ge=100)  # a pause this long ends an utterance (shorter: sooner alerts)
+    min_silence_ms: int = Field(600, ge=100)  # a pause this long ends an utterance (shorter: sooner alerts)
     max_inflight: int = Field(1, ge=1)  # windows of one stream in ASR at once; the rest wait and pack
     max_queued: int = Field(40, ge=1)  # utterances waiting beyond that; older ones are lost (recorded)
     stall_timeout_s: float = Field(5.0, gt=0)  # no data this long: reconnect

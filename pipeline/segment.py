@@ -169,6 +169,14 @@ class Window:
     def duration(self) -> float:
         return len(self.audio) / SAMPLE_RATE
 
+    def items(self) -> list[tuple[Utterance, np.ndarray]]:
+        """The (utterance, audio) pairs packed in this window (to repack them with others)."""
+        out = []
+        for i, u in enumerate(self.utterances):
+            a = int(round(self.offsets[i] * SAMPLE_RATE))
+            out.append((u, self.audio[a : a + int(round(u.duration * SAMPLE_RATE))]))
+        return out
+
     def locate(self, t: float) -> int:
         """Which utterance a time in the packed audio belongs to (a gap goes to the one before)."""
         return max(0, int(np.searchsorted(self.offsets, t, side="right")) - 1)

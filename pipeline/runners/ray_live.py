@@ -8,8 +8,8 @@ actor is the single writer of the JSONL files and the database.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from pipeline.live.sink import LiveSink
 from pipeline.live.worker import StreamWorker
 from pipeline.runners.live_local import StopSignals
 from pipeline.runners.ray_batch import AsrActor, ClassifyActor, init_ray
-from pipeline.segment import Window
+from pipeline.segment import Window, pack_windows
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +47,72 @@ class _RemoteSink:
         return lambda *args, **kwargs: self.actor.call.remote(method, *args, **kwargs)
 
 
-class RayModerator:
-    """Window → Future[(transcripts, violations)] through the shared actor pools."""
+@ray.remote(num_cpus=0, max_concurrency=256)
+class AsrDispatcher:
+    """Packs the utterances of all streams that wait for ASR into shared Whisper windows.
 
-    def __init__(self, asr_actors: list, classifier) -> None:
-        self._next = itertools.cycle(asr_actors)
+    Whisper encodes 30 s whatever it is given, so one pass over four streams' utterances costs
+    little more than a pass over one.  Each ``transcribe`` call (one per stream window) waits
+    here until the pass holding its utterances is done, and gets back its own transcripts.
+    """
+
+    def __init__(self, asr_actors: list, window_s: float, gap_s: float) -> None:
+        self.actors, self.window_s, self.gap_s = list(asr_actors), window_s, gap_s
+        self.free = list(range(len(self.actors)))
+        self.waiting: list[dict] = []
+        self.lock = threading.Lock()
+
+    def transcribe(self, window: Window):
+        job = {"items": window.items(), "done": threading.Event(), "result": None, "error": None}
+        with self.lock:
+            self.waiting.append(job)
+        self._kick()
+        job["done"].wait()
+        if job["error"] is not None:
+            raise job["error"]
+        return job["result"]
+
+    def _kick(self) -> None:
+        with self.lock:
+            while self.free and self.waiting:
+                jobs, size = [self.waiting.pop(0)], 0.0
+                size = sum(u.duration for u, _ in jobs[0]["items"])
+                while self.waiting:
+                    extra = sum(u.duration + self.gap_s for u, _ in self.waiting[0]["items"])
+                    if size + extra > self.window_s:
+                        break
+                    jobs.append(self.waiting.pop(0))
+                    size += extra
+                actor = self.free.pop(0)
+                threading.Thread(target=self._run, args=(actor, jobs), daemon=True).start()
+
+    def _run(self, actor: int, jobs: list[dict]) -> None:
+        pairs = [item for job in jobs for item in job["items"]]
+        try:
+            packed = next(pack_windows(pairs, self.window_s, self.gap_s))
+            by_id = {t.utterance.utterance_id: t for t in ray.get(self.actors[actor].process.remote(packed))}
+            for job in jobs:
+                job["result"] = [by_id[u.utterance_id] for u, _ in job["items"]]
+        except Exception as exc:  # the pool retried already: fail these utterances, not the stream
+            for job in jobs:
+                job["error"] = exc
+        finally:
+            for job in jobs:
+                job["done"].set()
+            with self.lock:
+                self.free.append(actor)
+            self._kick()
+
+
+class RayModerator:
+    """Window → Future[(transcripts, violations)] through the dispatcher and the classifier."""
+
+    def __init__(self, dispatcher, classifier) -> None:
+        self.dispatcher = dispatcher
         self.classifier = classifier
 
     def __call__(self, window: Window, source: str) -> Future:
-        t_ref = next(self._next).process.remote(window)
+        t_ref = self.dispatcher.transcribe.remote(window)
         v_ref = self.classifier.process.remote(t_ref, source)
         done: Future = Future()
 
@@ -91,8 +148,9 @@ def run_live_ray(streams: list[LiveStream], config: Config, out: Path, duration:
     )
     asr = [AsrActor.options(**restartable).remote(asr_config) for _ in range(config.live.asr_workers)]
     classifier = ClassifyActor.options(**restartable).remote(config)
+    dispatcher = AsrDispatcher.remote(asr, config.asr.window_s, config.asr.gap_s)
     sink = SinkActor.remote(str(out), config)
-    ingest = [IngestActor.remote(s, config, str(out), asr, classifier, sink) for s in streams]
+    ingest = [IngestActor.remote(s, config, str(out), dispatcher, classifier, sink) for s in streams]
     ray.get([a.__ray_ready__.remote() for a in [*asr, classifier]])  # models loaded before media flows
     runs = [a.run.remote(duration) for a in ingest]
 
