@@ -9,7 +9,6 @@ from tqdm import tqdm
 
 from pipeline.config import Config
 from pipeline.records import Stream, StreamResult, Transcript, Violation
-from pipeline.segment import Window
 from pipeline.stages import AsrStage, ClassifyStage, Failure, PrepareStage
 
 
@@ -90,5 +89,3 @@ def run_local(sources: Iterable[str], config: Config, writer, progress: Progress
         progress.finish_stream(result)
         writer.submit(result)
 
-
-__all__ = ["Progress", "StreamState", "Window", "run_local"]
