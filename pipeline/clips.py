@@ -17,6 +17,11 @@ from pipeline.records import Stream, Violation
 log = logging.getLogger(__name__)
 
 
+def clip_path(stream_id: str, start: float, utterance_index: int, ext: str = "mp4") -> str:
+    """Where a clip lives, relative to the output folder (batch and live name clips alike)."""
+    return f"clips/{stream_id}/{int(round(start * 1000)):09d}_{utterance_index:05d}.{ext}"
+
+
 def clip_bounds(v: Violation, duration: float, context: float) -> tuple[float, float]:
     start = max(0.0, v.start - context)
     end = v.end + context
@@ -44,11 +49,7 @@ def make_clips(
     for v in violations:
         if v.utterance_id not in done:
             start, end = clip_bounds(v, stream.media.duration, config.context_s)
-            rel = (
-                Path("clips")
-                / stream.stream_id
-                / f"{int(round(start * 1000)):09d}_{v.utterance_id.split(':')[-1]}.{ext}"
-            )
+            rel = Path(clip_path(stream.stream_id, start, int(v.utterance_id.split(":")[-1]), ext))
             try:
                 if not (out_dir / rel).exists():
                     cut_clip(stream.source, start, end, out_dir / rel, video=video, ffmpeg_exe=ffmpeg_exe)

@@ -76,6 +76,12 @@ def format_scores(scores: dict) -> str:
     return "\n".join(lines)
 
 
+def _aug_keys(row: dict) -> set[str]:
+    """How an item was written (its ``aug``), and the group that kind belongs to."""
+    kind = row.get("aug", "none")
+    return {kind, "original" if kind == "none" else ("asr" if kind == "asr" else "variant")}
+
+
 def recall_by_aug(rows: list[dict], pred: list[set[str]]) -> dict[str, float]:
     """Category-level recall on violating items by how they were written (the ``aug`` field:
     none, traditional, separator, pinyin, homophone, …, asr), plus the groups ``original``,
@@ -86,9 +92,7 @@ def recall_by_aug(rows: list[dict], pred: list[set[str]]) -> dict[str, float]:
             continue
         gold = {c.split(".")[0] for c in r["labels"]}
         got = {c.split(".")[0] for c in p}
-        kind = r.get("aug", "none")
-        group = "original" if kind == "none" else ("asr" if kind == "asr" else "variant")
-        for key in {kind, group}:
+        for key in _aug_keys(r):
             hits.setdefault(key, []).append(int(bool(gold & got)))
     return {k: round(sum(v) / len(v), 3) for k, v in sorted(hits.items())}
 
@@ -97,9 +101,7 @@ def format_recall_by_aug(recall: dict[str, float], rows: list[dict]) -> str:
     counts: dict[str, int] = {}
     for r in rows:
         if r.get("labels"):
-            kind = r.get("aug", "none")
-            group = "original" if kind == "none" else ("asr" if kind == "asr" else "variant")
-            for key in {kind, group}:
+            for key in _aug_keys(r):
                 counts[key] = counts.get(key, 0) + 1
     return "recall on violating items by how they were written:\n" + "\n".join(
         f"  {k:12s} {v:6.3f}  ({counts.get(k, 0)} items)" for k, v in recall.items()

@@ -106,11 +106,10 @@ class FasterWhisperAsr:
         ]
 
     def _transcript(self, window: Window, i: int, words: list[Word], stats) -> Transcript:
-        text = "".join(w.text for w in words).strip()
         if words and words[0].text != words[0].text.lstrip():
             first = words[0]
             words[0] = Word(first.start, first.end, first.text.lstrip(), first.probability)
-            text = "".join(w.text for w in words).strip()
+        text = "".join(w.text for w in words).strip()
         n = sum(k for _, _, k in stats) or 1
         logprob = sum(lp * k for lp, _, k in stats) / n if stats else 0.0
         no_speech = max((ns for _, ns, _ in stats), default=1.0)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.clips import clip_path
 from pipeline.config import Config
 from pipeline.live.ingest import LiveSource, ReconnectPolicy
 from pipeline.live.ring import SegmentRing
@@ -234,10 +235,7 @@ class StreamWorker:
             for v in violations:
                 u = by_utterance[v.utterance_id]
                 start = max(0.0, u.start - ctx)
-                clips[u.utterance_id] = (
-                    f"clips/{self.stream_id}/{int(round(start * 1000)):09d}_{u.index:05d}.mp4",
-                    start,
-                )
+                clips[u.utterance_id] = (clip_path(self.stream_id, start, u.index), start)
             violations = [
                 replace(v, clip=clips[v.utterance_id][0], clip_start=clips[v.utterance_id][1])
                 for v in violations

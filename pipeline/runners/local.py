@@ -88,4 +88,3 @@ def run_local(sources: Iterable[str], config: Config, writer, progress: Progress
         result = state.finish()
         progress.finish_stream(result)
         writer.submit(result)
-
