@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pipeline.classify.classifier import Classifier
 from pipeline.config import Config
+from pipeline.manifest import Manifest
+from pipeline.metrics import Metrics
 from pipeline.output import OutputWriter
 from pipeline.records import StreamResult
 from pipeline.report import fmt_time
@@ -14,22 +16,38 @@ from pipeline.runners.local import Progress, run_local
 
 
 def run_batch(
-    sources: list[str], config: Config, out: Path, progress: bool = True
+    sources: list[str], config: Config, out: Path, progress: bool = True, metrics: Metrics | None = None
 ) -> tuple[list[StreamResult], Path | None, list[str]]:
-    """Moderate ``sources`` into ``out``; returns per-input results, the report and warnings."""
+    """Moderate ``sources`` into ``out``; returns per-input results, the report and warnings.
+
+    A manifest in ``out`` records finished streams and windows as they finish, so a run killed
+    mid-way and started again with the same ``out`` redoes only what is missing."""
     version = Classifier(config.classifier).version  # fails fast on a broken lexicon
     writer = OutputWriter(out, config, classifier_version=version)
+    manifest = Manifest(out, config, version)
+    own_metrics = metrics is None and config.metrics.port is not None
+    if own_metrics:
+        metrics = Metrics(config.metrics.port, config.metrics.host)
     bar = Progress(enabled=progress)
     try:
         if config.ray.enabled:
             from pipeline.runners.ray_batch import run_ray
 
-            run_ray(sources, config, writer, bar)
+            run_ray(sources, config, writer, bar, manifest, metrics)
         else:
-            run_local(sources, config, writer, bar)
+            run_local(sources, config, writer, bar, manifest, metrics)
     finally:
         bar.close()
         report = writer.close()
+        manifest.close()
+        if own_metrics:
+            metrics.close()
+    if manifest.reused_streams or manifest.reused_windows:
+        writer.warnings.insert(
+            0,
+            f"resumed from {manifest.path}: {manifest.reused_streams} finished stream(s) and "
+            f"{manifest.reused_windows} window(s) taken from an earlier run",
+        )
     return writer.results, report, writer.warnings
 
 
@@ -52,6 +70,7 @@ def summary_table(results: list[StreamResult], wall: float) -> str:
         )
     failed = [r for r in results if not r.ok]
     done = len(results) - len(failed)
+    segments = [f for r in results for f in r.failures]
     speed = f", {total_audio / wall:.1f}× real time" if wall > 0 and total_audio else ""
     lines.append("-" * len(head))
     lines.append(
@@ -60,4 +79,10 @@ def summary_table(results: list[StreamResult], wall: float) -> str:
     if failed:
         lines.append(f"{len(failed)} input(s) failed:")
         lines += [f"  {r.source}: {r.error}" for r in failed]
+    if segments:
+        lines.append(f"{len(segments)} segment(s) failed and were recorded (failed.jsonl):")
+        lines += [
+            f"  {f.source} {fmt_time(f.start)}–{fmt_time(f.end)} after {f.tries} tries: {f.reason}"
+            for f in segments
+        ]
     return "\n".join(lines)

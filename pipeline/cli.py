@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--asr-workers", type=int, help="ASR actors in the pool")
     b.add_argument("--no-clips", action="store_true", help="do not cut clips")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port during the run")
     _common(b)
 
     lv = sub.add_parser("live", help="moderate live streams as they happen")
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--address", help="Ray cluster to join (host:port or 'auto'); default: local Ray")
     lv.add_argument("--no-ray", action="store_true", help="run in this process without Ray")
     lv.add_argument("--webhook", help="POST each violation to this URL (secret in $LIVEMOD_WEBHOOK_SECRET)")
+    lv.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     _common(lv)
 
     c = sub.add_parser("classify", help="classify text lines or JSONL ({id, text})")
@@ -97,6 +99,7 @@ def _config(args) -> Config:
         ("asr_workers", "asr.workers"),
         ("address", "ray.address"),
         ("webhook", "live.webhook.url"),
+        ("metrics_port", "metrics.port"),
     )
     for flag, key in flags:
         value = getattr(args, flag, None)
@@ -147,7 +150,7 @@ def cmd_batch(args) -> int:
     )
     if report:
         print(f"open the report: {report.resolve().as_uri()}")
-    return EXIT_SOME_FAILED if any(not r.ok for r in results) else EXIT_OK
+    return EXIT_SOME_FAILED if any(not r.ok or r.failures for r in results) else EXIT_OK
 
 
 def live_streams(sources: list[str], ids: list[str], config: Config) -> list:

@@ -102,6 +102,15 @@ class RayConfig(_Section):
     num_cpus: int | None = None  # for a local instance
     prepare_workers: int = Field(1, ge=1)  # decode + VAD actors
     max_inflight_windows: int = Field(4, ge=1)  # back-pressure towards the ASR pool
+    max_tries: int = Field(3, ge=1)  # tries of a window (or a stream's decoding) before it is recorded failed
+    check_nodes: bool = True  # on a cluster, check first that every node can read the inputs
+
+
+class MetricsConfig(_Section):
+    port: int | None = Field(
+        None, ge=0, le=65535
+    )  # serve Prometheus metrics here; null: off; 0: any free port
+    host: str = "0.0.0.0"
 
 
 class LiveStream(_Section):
@@ -148,6 +157,7 @@ class Config(_Section):
     ray: RayConfig = Field(default_factory=RayConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 def _error_line(exc: ValidationError, origin: str) -> str:

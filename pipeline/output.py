@@ -1,10 +1,12 @@
 """Everything a batch run leaves in ``--out``: one place that turns StreamResults into files.
 
     violations.jsonl              all violations, one JSON object per line
+    failed.jsonl                  segments given up on after ray.max_tries (stream, times, reason)
     transcripts/<stream>.jsonl    utterances with words, scores and hallucination flags
     transcripts/<stream>.srt/.vtt subtitles of the kept utterances
     clips/<stream>/...            media around each violation (±context)
-    moderation.db                 SQLite: streams, inputs, utterances, violations
+    moderation.db                 SQLite: streams, inputs, utterances, violations, failed
+    manifest.db                   what is finished, to resume a killed run (pipeline/manifest.py)
     report.html                   offline summary and timeline
 
 Clips are cut on a small thread pool so the pipeline keeps transcribing meanwhile; a stream's
@@ -36,6 +38,7 @@ class OutputWriter:
         db = Path(config.output.database)
         self.db = Database(db if db.is_absolute() else self.out / db)
         self.violations = StreamJsonl(self.out / "violations.jsonl")
+        self.failed = StreamJsonl(self.out / "failed.jsonl")
         self.ffmpeg = find_ffmpeg(config.media.ffmpeg)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clips")
         self._pending: list[Future] = []
@@ -75,8 +78,14 @@ class OutputWriter:
                 writer.write(result.transcripts, self.out / "transcripts", s.stream_id)
         self.violations.replace_stream(s.stream_id, (v.to_dict() for v in result.violations))
         self.db.write_stream(result, asr_model, self.classifier_version)
-        status = "failed" if result.error else "done"
-        self.db.record_input(result.source, s.stream_id, status, result.error)
+        if result.failures or self.failed.path.exists():
+            self.failed.replace_stream(s.stream_id, (f.to_dict() for f in result.failures))
+        self.db.write_failures(s.stream_id, result.failures)
+        status, error = ("failed", result.error) if result.error else ("done", "")
+        if result.failures and not result.error:
+            status = "partial"
+            error = f"{len(result.failures)} segment(s) failed, see failed.jsonl: {result.failures[0].reason}"
+        self.db.record_input(result.source, s.stream_id, status, error)
         self.results.append(result)
 
     def close(self) -> Path | None:

@@ -235,6 +235,31 @@ class Violation:
         )
 
 
+@dataclass(frozen=True)
+class SegmentFailure:
+    """A window of utterances that could not be moderated after a bounded number of tries
+    (a poison segment, a worker that kept dying): recorded with its reason, never dropped."""
+
+    stream_id: str
+    source: str
+    index: int  # the window's place in the stream (the same on every run)
+    start: float  # stream time of its first utterance
+    end: float  # and of the end of its last
+    reason: str
+    tries: int
+
+    def to_dict(self) -> dict:
+        return {
+            "stream_id": self.stream_id,
+            "source": self.source,
+            "window": self.index,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "reason": self.reason,
+            "tries": self.tries,
+        }
+
+
 @dataclass
 class StreamResult:
     """Everything the pipeline produced for one stream (or why it failed)."""
@@ -245,6 +270,7 @@ class StreamResult:
     violations: list[Violation] = field(default_factory=list)
     error: str = ""
     seconds: float = 0.0  # wall time spent
+    failures: list[SegmentFailure] = field(default_factory=list)  # segments given up on
 
     @property
     def ok(self) -> bool:
@@ -256,6 +282,7 @@ __all__ = [
     "Evidence",
     "Label",
     "MediaInfo",
+    "SegmentFailure",
     "Stream",
     "StreamResult",
     "Transcript",

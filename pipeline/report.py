@@ -99,7 +99,9 @@ def write_report(db_path: Path, out_path: Path) -> Path:
         counts = conn.execute(
             "SELECT stream_id, category, COUNT(*) n FROM violations GROUP BY stream_id, category"
         ).fetchall()
-        failed = conn.execute("SELECT * FROM inputs WHERE status='failed' ORDER BY source").fetchall()
+        failed = conn.execute(
+            "SELECT * FROM inputs WHERE status IN ('failed', 'partial') ORDER BY source"
+        ).fetchall()
         per: dict[str, dict[str, int]] = {}
         for r in counts:
             per.setdefault(r["stream_id"], {})[r["category"]] = r["n"]

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.records import StreamResult, Transcript, Violation
+from pipeline.records import SegmentFailure, StreamResult, Transcript, Violation
 
 
 def dumps(obj: dict) -> str:
@@ -136,6 +136,10 @@ CREATE TABLE IF NOT EXISTS gaps (
 CREATE TABLE IF NOT EXISTS lost (
     stream_id TEXT NOT NULL, start_s REAL NOT NULL, end_s REAL NOT NULL, reason TEXT,
     recorded_at TEXT, PRIMARY KEY (stream_id, start_s)
+);
+CREATE TABLE IF NOT EXISTS failed (
+    stream_id TEXT NOT NULL, window_index INTEGER NOT NULL, source TEXT, start_s REAL NOT NULL,
+    end_s REAL NOT NULL, reason TEXT, tries INTEGER, recorded_at TEXT, PRIMARY KEY (stream_id, window_index)
 );
 CREATE INDEX IF NOT EXISTS violations_stream ON violations(stream_id, start_s);
 CREATE INDEX IF NOT EXISTS violations_category ON violations(category, subcategory);
@@ -268,6 +272,28 @@ class Database:
         with self.conn:
             self.conn.execute(
                 "INSERT OR REPLACE INTO lost VALUES (?,?,?,?,?)", (stream_id, start, end, reason, now_iso())
+            )
+
+    def write_failures(self, stream_id: str, failures: list[SegmentFailure]) -> None:
+        """Replace the failed segments recorded for a stream (batch: poison windows)."""
+        ts = now_iso()
+        with self.conn:
+            self.conn.execute("DELETE FROM failed WHERE stream_id=?", (stream_id,))
+            self.conn.executemany(
+                "INSERT INTO failed VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        f.stream_id,
+                        f.index,
+                        f.source,
+                        round(f.start, 3),
+                        round(f.end, 3),
+                        f.reason,
+                        f.tries,
+                        ts,
+                    )
+                    for f in failures
+                ],
             )
 
     def count(self, table: str) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import faults
 from pipeline.asr.faster_whisper import FasterWhisperAsr
 from pipeline.classify.classifier import Classifier
 from pipeline.config import Config
@@ -73,13 +74,19 @@ class PrepareStage:
         blocks = decode_blocks(source, self.config.media.block_seconds, self.ffmpeg, expected=info.duration)
         utterances = segment_blocks(stream.stream_id, blocks, self.config.vad, self.vad)
         try:
-            yield from pack_windows(utterances, self.config.asr.window_s, self.config.asr.gap_s)
+            for window in pack_windows(utterances, self.config.asr.window_s, self.config.asr.gap_s):
+                faults.inject("prepare", window.stream_id, [u.index for u in window.utterances])
+                yield window
         except MediaError as exc:
             yield Failure(source, str(exc))
 
 
 class AsrStage(FasterWhisperAsr):
     """Window → transcripts (one per utterance)."""
+
+    def process(self, window: Window) -> list[Transcript]:
+        faults.inject("asr", window.stream_id, [u.index for u in window.utterances])
+        return super().process(window)
 
 
 class ClassifyStage:
@@ -96,4 +103,8 @@ class ClassifyStage:
         return self.classifier.version
 
     def process(self, transcripts: list[Transcript], source: str = "") -> list[Violation]:
+        if transcripts:
+            faults.inject(
+                "classify", transcripts[0].utterance.stream_id, [t.utterance.index for t in transcripts]
+            )
         return self.classifier.process(transcripts, source)

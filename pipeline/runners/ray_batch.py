@@ -6,23 +6,38 @@ ASR actors (each loads Whisper once) transcribes them, and a classifier actor la
 transcripts.  The driver keeps at most ``ray.max_inflight_windows`` windows in flight and
 writes each stream as soon as its last window is done, so memory stays flat however many
 files there are.
+
+Failures: actors are restarted by Ray when they die (``max_restarts``); the driver retries
+what they had in flight, up to ``ray.max_tries`` tries per window, then records the window as
+failed (stream, times, reason, tries) and goes on with the rest of the stream.  A preparer that
+dies mid-stream is started again from the item after the last one received.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from pipeline import faults
 from pipeline.config import Config
 from pipeline.records import Stream
-from pipeline.runners.local import Progress, StreamState
+from pipeline.runners.local import Progress, StreamState, Tracker, one_line
 from pipeline.segment import Window
 from pipeline.stages import AsrStage, ClassifyStage, Failure, PrepareStage
 
 log = logging.getLogger(__name__)
+
+
+# Actors come back when they die (a crash, an OOM kill, a lost node); the driver retries the
+# calls they had in flight itself, so that every try of a window is counted (``ray.max_tries``)
+# and a window that kills its worker every time is recorded as failed instead of retried forever.
+RESTARTABLE = {"max_restarts": -1, "max_task_retries": 0}
 
 
 @ray.remote(num_cpus=0.5)
@@ -31,8 +46,11 @@ class PrepareActor:
         self.stage = PrepareStage(config)
         self.stage.setup()
 
-    def process(self, source: str):
-        yield from self.stage.process(source)
+    def process(self, source: str, skip: int = 0):
+        """The stream header and its windows; ``skip``: items the driver already has (a retry)."""
+        for i, item in enumerate(self.stage.process(source)):
+            if i >= skip:
+                yield item
 
 
 @ray.remote(num_cpus=1)
@@ -43,6 +61,9 @@ class AsrActor:
 
     def process(self, window: Window):
         return self.stage.process(window)
+
+    def node(self) -> str:
+        return ray.get_runtime_context().get_node_id()
 
 
 @ray.remote(num_cpus=0)
@@ -71,6 +92,44 @@ def init_ray(config: Config) -> None:
         ray.init(num_cpus=config.ray.num_cpus or os.cpu_count(), **kwargs)
 
 
+def actor_options(**extra) -> dict:
+    """Options of the batch actors: restartable, and the test-only fault variables passed on."""
+    env = faults.worker_env()
+    return RESTARTABLE | ({"runtime_env": {"env_vars": env}} if env else {}) | extra
+
+
+@ray.remote(num_cpus=0)
+def _unreadable(paths: list[str]) -> tuple[str, list[str]]:
+    return ray.util.get_node_ip_address(), [p for p in paths if not os.access(p, os.R_OK)]
+
+
+class InputsUnreachable(OSError):
+    """An input the driver reads that some node of the cluster cannot."""
+
+
+def check_inputs_reachable(sources: list[str], timeout: float = 120.0) -> None:
+    """On a cluster, make sure every node reads every local input before any work starts,
+    so that a missing mount is one clear error rather than a failure per window."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    paths = [os.path.abspath(s) for s in sources if "://" not in s and os.access(s, os.R_OK)]
+    if len(nodes) < 2 or not paths:
+        return
+    refs = [
+        _unreadable.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(paths)
+        for n in nodes
+    ]
+    for node, ref in zip(nodes, refs):
+        ip, missing = ray.get(ref, timeout=timeout)
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise InputsUnreachable(
+                f"{missing[0]}{more}: not readable on node {ip} ({node['NodeID'][:8]}); put inputs on "
+                "storage every node mounts at the same path, or give fsspec URLs (s3://...)"
+            )
+
+
 class _Pool:
     """Round-robin over the least busy actors."""
 
@@ -87,23 +146,57 @@ class _Pool:
         self.busy[i] -= 1
 
 
-class RayBatch:
-    """The driver loop: feed sources to preparers, windows to ASR, results to the writer."""
+@dataclass
+class _Prep:
+    """A stream being prepared: its state, the preparer, items received, tries so far."""
 
-    def __init__(self, config: Config, writer, progress: Progress) -> None:
+    state: StreamState
+    preparer: int
+    received: int = 0
+    tries: int = 1
+
+
+@dataclass
+class _Job:
+    """A window in ASR and classification."""
+
+    state: StreamState
+    k: int
+    window: Window
+    t_ref: object
+    actor: int
+    tries: int = 1
+
+
+class RayBatch:
+    """The driver loop: feed sources to preparers, windows to ASR, results to the tracker."""
+
+    def __init__(self, config: Config, writer, progress: Progress, manifest=None, metrics=None) -> None:
         init_ray(config)
         self.config, self.writer, self.progress = config, writer, progress
+        self.track = Tracker(writer, progress, manifest, metrics)
+        self.metrics = metrics
         rc = config.ray
-        self.preparers = [PrepareActor.remote(config) for _ in range(rc.prepare_workers)]
+        self.preparers = [
+            PrepareActor.options(**actor_options()).remote(config) for _ in range(rc.prepare_workers)
+        ]
         self.free = list(range(len(self.preparers)))
-        self.asr = _Pool([AsrActor.remote(config) for _ in range(config.asr.workers)])
-        self.classifier = ClassifyActor.remote(config)
+        # spread over the nodes: a lost node takes as little of the pool with it as possible
+        asr_options = actor_options(scheduling_strategy="SPREAD")
+        self.asr = _Pool([AsrActor.options(**asr_options).remote(config) for _ in range(config.asr.workers)])
+        self.classifier = ClassifyActor.options(**actor_options()).remote(config)
         self.backlog = rc.max_inflight_windows
-        self.generators: dict = {}  # ObjectRefGenerator -> [StreamState, preparer, item count]
-        self.inflight: dict = {}  # violations ref -> (StreamState, item, transcripts ref, actor)
+        self.generators: dict = {}  # ObjectRefGenerator -> _Prep
+        self.inflight: dict = {}  # violations ref -> _Job
+        self.waiting: deque[_Job] = deque()  # windows to send to ASR, retries first
         self.open: dict[int, int] = {}  # id(StreamState) -> windows in flight
+        self.retries = 0  # windows and preparations tried again (a worker died, a call raised)
+        self.completed = 0  # windows moderated in this run
 
     def run(self, sources: Iterable[str]) -> None:
+        sources = list(sources)
+        if self.config.ray.check_nodes:
+            check_inputs_reachable(sources)
         todo = iter(sources)
         more = True
         while True:
@@ -112,10 +205,11 @@ class RayBatch:
                 more = source is not None
                 if more:
                     self._start(source)
-            if not self.generators and not self.inflight:
+            self._dispatch()
+            if not self.generators and not self.inflight and not self.waiting:
                 break
             waitables = list(self.inflight)
-            if len(self.inflight) < self.backlog:
+            if len(self.inflight) + len(self.waiting) < self.backlog:
                 waitables += list(self.generators)
             ready, _ = ray.wait(waitables, num_returns=1, timeout=1.0)
             self.writer.poll()
@@ -124,71 +218,122 @@ class RayBatch:
                     self._pull(ref)
                 else:
                     self._complete(ref)
+            if self.metrics:
+                self.metrics.queue.labels("windows_inflight").set(len(self.inflight))
+                self.metrics.queue.labels("windows_waiting").set(len(self.waiting))
 
     def _start(self, source: str) -> None:
-        p = self.free.pop()
-        gen = (
-            self.preparers[p]
-            .process.options(num_returns="streaming", _generator_backpressure_num_objects=self.backlog)
-            .remote(source)
-        )
-        state = StreamState(source)
-        self.generators[gen] = [state, p, 0]
+        state = self.track.begin(source)
+        if self.track.skip_if_done(state):
+            return
         self.open[id(state)] = 0
+        self._generate(_Prep(state, self.free.pop()))
+
+    def _generate(self, prep: _Prep) -> None:
+        gen = (
+            self.preparers[prep.preparer]
+            .process.options(num_returns="streaming", _generator_backpressure_num_objects=self.backlog)
+            .remote(prep.state.result.source, prep.received)
+        )
+        self.generators[gen] = prep
 
     def _pull(self, gen) -> None:
-        state, p, k = self.generators[gen]
+        prep = self.generators.pop(gen)
+        state, k = prep.state, prep.received
         try:
             item = ray.get(next(gen))
         except StopIteration:
             item = None
-        except Exception as exc:  # the preparer itself crashed
-            state.fail(f"preparing failed: {_one_line(exc)}")
+        except Exception as exc:  # the preparer crashed or its node went away
+            if prep.tries < self.config.ray.max_tries:
+                log.warning(
+                    "%s: preparing failed (try %d), retrying: %s", state.result.source, prep.tries, exc
+                )
+                prep.tries += 1
+                self.retries += 1
+                self._generate(prep)  # from where it stopped
+                return
+            self.track.prepare_failed(state, k, one_line(exc), prep.tries)
             item = None
         if item is None:
-            del self.generators[gen]
-            self.free.append(p)
+            self.free.append(prep.preparer)
             self._maybe_finish(state)
             return
-        self.generators[gen][2] = k + 1
+        self.generators[gen] = prep
+        prep.received = k + 1
         if isinstance(item, Failure):
             state.fail(item.reason)
         elif isinstance(item, Stream):
-            state.result.stream = item
-            self.progress.add_stream(item)
+            self.track.stream(state, item)
         else:
-            actor = self.asr.take()
-            t_ref = self.asr.actors[actor].process.remote(item)
-            v_ref = self.classifier.process.remote(t_ref, state.result.source)
-            self.inflight[v_ref] = (state, k, t_ref, actor)
-            self.open[id(state)] += 1
+            state.received(item)
+            if not self.track.cached(state, k, item):
+                self.waiting.append(_Job(state, k, item, None, -1))
+                self.open[id(state)] += 1
+                self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Send waiting windows to ASR, in order.  A window on its second or later try runs
+        alone: when a worker dies, every call it had queued fails with it, and only a try with
+        nothing else in flight tells a poison window from the bystanders it took down."""
+        while self.waiting:
+            job = self.waiting[0]
+            alone = job.tries > 1
+            if self.inflight and (alone or any(j.tries > 1 for j in self.inflight.values())):
+                return
+            self.waiting.popleft()
+            self._submit(job)
+            if alone:
+                return
+
+    def _submit(self, job: _Job) -> None:
+        job.actor = self.asr.take()
+        job.t_ref = self.asr.actors[job.actor].process.remote(job.window)
+        v_ref = self.classifier.process.remote(job.t_ref, job.state.result.source)
+        self.inflight[v_ref] = job
 
     def _complete(self, ref) -> None:
-        state, k, t_ref, actor = self.inflight.pop(ref)
-        self.asr.release(actor)
-        self.open[id(state)] -= 1
+        job = self.inflight.pop(ref)
+        self.asr.release(job.actor)
         try:
-            transcripts = ray.get(t_ref)
-            state.add(k, transcripts, ray.get(ref))
-            if transcripts:
-                self.progress.advance(transcripts[0].utterance.stream_id, transcripts[-1].utterance.end)
-        except Exception as exc:  # a window that crashed ASR or the classifier
-            state.fail(f"window {k} failed: {_one_line(exc)}")
-        self._maybe_finish(state)
+            transcripts = ray.get(job.t_ref)
+            violations = ray.get(ref)
+        except Exception as exc:  # a window that crashed ASR or the classifier, or lost its actor
+            if job.tries < self.config.ray.max_tries:
+                log.warning(
+                    "window %d of %s failed (try %d), retrying: %s",
+                    job.k,
+                    job.window.stream_id,
+                    job.tries,
+                    one_line(exc),
+                )
+                job.tries += 1
+                self.retries += 1
+                self.waiting.appendleft(job)
+                return
+            self.track.window_failed(job.state, job.k, job.window, one_line(exc), job.tries)
+        else:
+            self.completed += 1
+            self.track.window_done(job.state, job.k, job.window, transcripts, violations)
+        self.open[id(job.state)] -= 1
+        self._maybe_finish(job.state)
+
+    def shutdown(self) -> None:
+        """Let the actors go now (their CPUs are free for the next run in this Ray instance)."""
+        for actor in [*self.preparers, *self.asr.actors, self.classifier]:
+            ray.kill(actor, no_restart=True)
 
     def _maybe_finish(self, state: StreamState) -> None:
-        if self.open.get(id(state)) == 0 and all(g[0] is not state for g in self.generators.values()):
+        if self.open.get(id(state)) == 0 and all(g.state is not state for g in self.generators.values()):
             del self.open[id(state)]
-            result = state.finish()
-            self.progress.finish_stream(result)
-            self.writer.submit(result)
+            self.track.finish(state)
 
 
-def _one_line(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None) or exc
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[-1][:200] if text else ''}"
-
-
-def run_ray(sources: Iterable[str], config: Config, writer, progress: Progress) -> None:
-    RayBatch(config, writer, progress).run(sources)
+def run_ray(
+    sources: Iterable[str], config: Config, writer, progress: Progress, manifest=None, metrics=None
+) -> None:
+    batch = RayBatch(config, writer, progress, manifest, metrics)
+    try:
+        batch.run(sources)
+    finally:
+        batch.shutdown()

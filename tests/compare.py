@@ -1,0 +1,92 @@
+"""What the fault-injection tests compare: the records a run leaves in its output folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIP = ROOT / "assets" / "demo" / "clip.mp4"
+
+# windows of 5 s: the 15 s demo clip becomes three windows, so a run can die between them
+SMALL_WINDOWS = ["--set", "asr.window_s=5"]
+
+
+def two_clips(folder: Path) -> list[str]:
+    """Two inputs (the demo clip under two names: two streams with their own ids)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in ("room_a.mp4", "room_b.mp4"):
+        shutil.copy(CLIP, folder / name)
+        paths.append(str(folder / name))
+    return paths
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def failures(out: Path) -> list[dict]:
+    return _jsonl(out / "failed.jsonl")
+
+
+def records(out: Path, skip: list[dict] | None = None) -> dict:
+    """Violations, transcripts and database rows, minus those inside the ``skip`` failures."""
+
+    def kept(stream_id: str, start: float) -> bool:
+        return not any(f["stream_id"] == stream_id and f["start"] <= start <= f["end"] for f in skip or [])
+
+    violations = sorted(
+        (
+            v["id"],
+            v["stream_id"],
+            v["utterance_id"],
+            v["category"],
+            v["subcategory"],
+            v["start"],
+            v["end"],
+            v["text"],
+            v["clip"],
+        )
+        for v in _jsonl(out / "violations.jsonl")
+        if kept(v["stream_id"], v["start"])
+    )
+    transcripts = sorted(
+        (t["id"], t["start"], t["end"], t["text"])
+        for f in sorted((out / "transcripts").glob("*.jsonl"))
+        for t in _jsonl(f)
+        if kept(t["stream_id"], t["start"])
+    )
+    with sqlite3.connect(out / "moderation.db") as db:
+        db_violations = sorted(
+            r
+            for r in db.execute(
+                "SELECT id, stream_id, category, subcategory, start_s, end_s, clip FROM violations"
+            )
+            if kept(r[1], r[4])
+        )
+        db_utterances = sorted(
+            r
+            for r in db.execute("SELECT id, stream_id, start_s, end_s, text FROM utterances")
+            if kept(r[1], r[2])
+        )
+        streams = sorted(r[0] for r in db.execute("SELECT stream_id FROM streams"))
+    return {
+        "violations": violations,
+        "transcripts": transcripts,
+        "db_violations": db_violations,
+        "db_utterances": db_utterances,
+        "streams": streams,
+    }
+
+
+def assert_no_duplicates(out: Path) -> None:
+    ids = [v["id"] for v in _jsonl(out / "violations.jsonl")]
+    assert len(ids) == len(set(ids)), "duplicate violations in violations.jsonl"
+    for f in (out / "transcripts").glob("*.jsonl"):
+        tids = [t["id"] for t in _jsonl(f)]
+        assert len(tids) == len(set(tids)), f"duplicate utterances in {f.name}"

@@ -1,0 +1,103 @@
+"""Fault injection on Ray: an ASR actor killed mid-batch, a segment that kills its worker every
+time, a decoder that crashes.  The final records must equal a clean run's, apart from the
+failures recorded in failed.jsonl and the failed table."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from compare import SMALL_WINDOWS, assert_no_duplicates, failures, records, two_clips
+
+from pipeline.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> list[str]:
+    return two_clips(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.fixture(scope="module")
+def clean(inputs, tmp_path_factory) -> Path:
+    """The reference: a clean run in this process (the Ray runner gives the same records)."""
+    out = tmp_path_factory.mktemp("clean")
+    assert main(["batch", *inputs, "--out", str(out), "--no-ray", "--quiet", *SMALL_WINDOWS]) == 0
+    return out
+
+
+def test_asr_actor_killed_during_a_batch(inputs, clean, tmp_path, ray_session, monkeypatch):
+    import ray
+
+    from pipeline.classify.classifier import Classifier
+    from pipeline.config import load_config
+    from pipeline.manifest import Manifest
+    from pipeline.output import OutputWriter
+    from pipeline.runners.local import Progress
+    from pipeline.runners.ray_batch import RayBatch
+
+    monkeypatch.setenv("LIVEMOD_FAULTS", "asr.sleep=1.0")  # windows long enough to be killed in
+    config = load_config(overrides=["asr.window_s=5", "ray.max_inflight_windows=2"])
+    out = tmp_path / "out"
+    version = Classifier(config.classifier).version
+    writer = OutputWriter(out, config, version)
+    manifest = Manifest(out, config, version)
+    batch = RayBatch(config, writer, Progress(enabled=False), manifest)
+    killed: list[int] = []
+
+    def kill_mid_run() -> None:
+        deadline = time.monotonic() + 240
+        while not (batch.completed >= 1 and batch.inflight) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        killed.append(len(batch.inflight))
+        ray.kill(batch.asr.actors[0], no_restart=False)  # as an OOM kill or a segfault would
+
+    killer = threading.Thread(target=kill_mid_run, daemon=True)
+    killer.start()
+    try:
+        batch.run(inputs)
+    finally:
+        batch.shutdown()
+    killer.join()
+    writer.close()
+    manifest.close()
+    assert killed and killed[0] >= 1, "the actor was not killed while it had work"
+    assert batch.retries >= 1  # its in-flight work was tried again on the restarted actor
+    assert failures(out) == []
+    assert records(out) == records(clean)
+    assert_no_duplicates(out)
+
+
+def test_poison_segment_that_kills_its_worker(inputs, clean, tmp_path, ray_session, monkeypatch, capsys):
+    """The window holding utterance 1 of room_b kills the ASR process every time: after
+    ray.max_tries tries it is recorded, the actor is back, and the rest goes on."""
+    monkeypatch.setenv("LIVEMOD_FAULTS", "asr.exit=room_b:1")
+    out = tmp_path / "out"
+    assert main(["batch", *inputs, "--out", str(out), "--quiet", "--no-clips", *SMALL_WINDOWS]) == 1
+    assert "1 segment(s) failed" in capsys.readouterr().out
+    (f,) = failures(out)
+    assert f["stream_id"].startswith("room_b") and f["tries"] == 3
+    assert "died" in f["reason"].lower() or "actor" in f["reason"].lower(), f["reason"]
+    mine, theirs = records(out, skip=[f]), records(clean, skip=[f])
+    # clips were not cut in this run: compare everything else
+    assert [v[:-1] for v in mine["violations"]] == [v[:-1] for v in theirs["violations"]]
+    assert mine["transcripts"] == theirs["transcripts"] and mine["streams"] == theirs["streams"]
+    assert len(mine["transcripts"]) == len(records(clean)["transcripts"]) - 1
+    assert_no_duplicates(out)
+
+
+def test_decoder_crash_every_time(inputs, clean, tmp_path, ray_session, monkeypatch):
+    """Preparing room_a crashes at its window with utterance 2, every try: the windows before it
+    stand, the rest of the stream is recorded as failed, the other input is untouched."""
+    monkeypatch.setenv("LIVEMOD_FAULTS", "prepare.raise=room_a:2")
+    out = tmp_path / "out"
+    assert main(["batch", *inputs, "--out", str(out), "--quiet", "--no-clips", *SMALL_WINDOWS]) == 1
+    (f,) = failures(out)
+    assert f["stream_id"].startswith("room_a") and f["tries"] == 3 and f["reason"].startswith("decoding")
+    assert f["end"] == pytest.approx(15.2, abs=0.3)
+    mine, theirs = records(out, skip=[f]), records(clean, skip=[f])
+    assert [v[:-1] for v in mine["violations"]] == [v[:-1] for v in theirs["violations"]]
+    assert mine["transcripts"] == theirs["transcripts"]
