@@ -56,6 +56,11 @@ class LiveSink:
             )
         self.latencies: list[float] = []
         self.status: dict[str, dict] = {}
+        self.metrics = None
+        if config.metrics.port is not None:
+            from pipeline.metrics import Metrics
+
+            self.metrics = Metrics(config.metrics.port, config.metrics.host)
 
     def stream(
         self,
@@ -66,9 +71,15 @@ class LiveSink:
         has_video: bool,
         asr_model: str = "",
         classifier_version: str = "",
+        queued: int = 0,
     ) -> None:
-        """Periodic progress of a stream: how far it got and how far behind it is."""
+        """Periodic progress of a stream: how far it got, how far behind it is, and how many
+        utterances wait or are in ASR."""
         self.status[stream_id] = {"position": position, "backlog": backlog, "updated": time.time()}
+        if self.metrics:
+            self.metrics.backlog.labels(stream_id).set(backlog)
+            self.metrics.position.labels(stream_id).set(position)
+            self.metrics.queue.labels(stream_id).set(queued)
         with self._lock:
             self.db.upsert_stream(stream_id, source, position, has_video, asr_model, classifier_version)
 
@@ -99,6 +110,9 @@ class LiveSink:
             for f in self._transcripts.values():
                 f.flush()
             self.latencies += [v.latency for v in written]
+            if self.metrics:
+                audio = sum(t.utterance.duration for t in transcripts)
+                self.metrics.moderated(len(transcripts), audio, [v.label.category for v in written])
         for v in written:
             if self.stdout:
                 print(
@@ -127,6 +141,8 @@ class LiveSink:
 
     def clip_failed(self, violation_ids: list[str], reason: str) -> None:
         log.warning("clip failed for %d violation(s): %s", len(violation_ids), reason)
+        if self.metrics:
+            self.metrics.failures.labels("clip").inc()
         with self._lock, self.db.conn:
             self.db.conn.executemany(
                 "UPDATE violations SET clip='' WHERE id=?", [(v,) for v in violation_ids]
@@ -141,11 +157,15 @@ class LiveSink:
 
     def lost(self, stream_id: str, start: float, end: float, reason: str) -> None:
         log.error("%s: utterance %.1f–%.1fs not moderated: %s", stream_id, start, end, reason)
+        if self.metrics:
+            self.metrics.failures.labels("lost").inc()
         with self._lock:
             self.db.add_lost(stream_id, start, end, reason)
             self._violations.flush()
 
     def close(self) -> None:
+        if self.metrics:
+            self.metrics.close()
         if self.webhook:
             self.webhook.close(timeout=10)
         with self._lock:

@@ -288,6 +288,7 @@ class StreamWorker:
             self.position if self.position != float("inf") else 0.0,
             self.backlog,
             has_video=True,
+            queued=sum(len(p.items) for p in (*self.inflight, *self.queued)),
         )
 
     def _on_gap(self, gap) -> None:

@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.config import Config, LiveStream
 from pipeline.live.sink import LiveSink
@@ -149,7 +150,9 @@ def run_live_ray(streams: list[LiveStream], config: Config, out: Path, duration:
     asr = [AsrActor.options(**restartable).remote(asr_config) for _ in range(config.live.asr_workers)]
     classifier = ClassifyActor.options(**restartable).remote(config)
     dispatcher = AsrDispatcher.remote(asr, config.asr.window_s, config.asr.gap_s)
-    sink = SinkActor.remote(str(out), config)
+    # the single writer stays on this node: --out and the metrics port are where the user looks
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    sink = SinkActor.options(scheduling_strategy=here).remote(str(out), config)
     ingest = [IngestActor.remote(s, config, str(out), dispatcher, classifier, sink) for s in streams]
     ray.get([a.__ray_ready__.remote() for a in [*asr, classifier]])  # models loaded before media flows
     runs = [a.run.remote(duration) for a in ingest]
