@@ -104,6 +104,7 @@ class RayConfig(_Section):
     max_inflight_windows: int = Field(4, ge=1)  # back-pressure towards the ASR pool
     max_tries: int = Field(3, ge=1)  # tries of a window (or a stream's decoding) before it is recorded failed
     check_nodes: bool = True  # on a cluster, check first that every node can read the inputs
+    restart_timeout_s: float = Field(300.0, gt=0)  # how long a retry waits for a dead worker to be back
 
 
 class MetricsConfig(_Section):

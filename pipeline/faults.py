@@ -4,7 +4,9 @@ The variable holds ``;``-separated rules ``STAGE.ACTION=ARG``:
 
     asr.raise=clip:3        a window of a stream whose id contains "clip" that holds utterance 3
                             raises every time (a poison segment)
-    asr.exit=clip:3         the same window kills its worker process every time (os._exit)
+    asr.exit=clip:3         the same window kills its worker process every time (os._exit);
+                            with $LIVEMOD_FAULTS_STATE set, each death adds a line to
+                            <state>/asr.exits
     asr.exit_once=clip:3    kills the worker the first time only (needs $LIVEMOD_FAULTS_STATE,
                             a folder where the rule leaves a marker)
     asr.sleep=0.5           every window takes this much longer (to kill things mid-run)
@@ -62,6 +64,9 @@ def inject(stage: str, stream_id: str, indices: list[int]) -> None:
         elif action == "raise":
             raise InjectedFault(f"injected fault: {stage} on {arg}")
         elif action == "exit":
+            if os.environ.get(STATE_ENV):  # count the deaths, for tests to check
+                with open(Path(os.environ[STATE_ENV]) / f"{stage}.exits", "a") as f:
+                    f.write(f"{arg}\n")
             os._exit(17)
         elif action == "exit_once":
             marker = Path(os.environ[STATE_ENV]) / f"{stage}.{arg.replace(':', '_')}.done"

@@ -75,11 +75,14 @@ def test_poison_segment_that_kills_its_worker(inputs, clean, tmp_path, ray_sessi
     """The window holding utterance 1 of room_b kills the ASR process every time: after
     ray.max_tries tries it is recorded, the actor is back, and the rest goes on."""
     monkeypatch.setenv("LIVEMOD_FAULTS", "asr.exit=room_b:1")
+    monkeypatch.setenv("LIVEMOD_FAULTS_STATE", str(tmp_path))
     out = tmp_path / "out"
     assert main(["batch", *inputs, "--out", str(out), "--quiet", "--no-clips", *SMALL_WINDOWS]) == 1
     assert "1 segment(s) failed" in capsys.readouterr().out
     (f,) = failures(out)
     assert f["stream_id"].startswith("room_b") and f["tries"] == 3
+    # three real tries, each on a live worker that it killed (not calls bounced off a dead one)
+    assert (tmp_path / "asr.exits").read_text().splitlines() == ["room_b:1"] * 3
     assert "died" in f["reason"].lower() or "actor" in f["reason"].lower(), f["reason"]
     mine, theirs = records(out, skip=[f]), records(clean, skip=[f])
     # clips were not cut in this run: compare everything else

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -137,8 +138,11 @@ class _Pool:
         self.actors = actors
         self.busy = [0] * len(actors)
 
+    def peek(self) -> int:
+        return min(range(len(self.actors)), key=self.busy.__getitem__)
+
     def take(self) -> int:
-        i = min(range(len(self.actors)), key=self.busy.__getitem__)
+        i = self.peek()
         self.busy[i] += 1
         return i
 
@@ -247,12 +251,18 @@ class RayBatch:
         except Exception as exc:  # the preparer crashed or its node went away
             if prep.tries < self.config.ray.max_tries:
                 log.warning(
-                    "%s: preparing failed (try %d), retrying: %s", state.result.source, prep.tries, exc
+                    "%s: preparing failed (try %d), retrying: %s",
+                    state.result.source,
+                    prep.tries,
+                    one_line(exc),
                 )
                 prep.tries += 1
                 self.retries += 1
-                self._generate(prep)  # from where it stopped
-                return
+                down = self._wait_ready([self.preparers[prep.preparer]])
+                if not down:
+                    self._generate(prep)  # from where it stopped
+                    return
+                exc = RuntimeError(down)
             self.track.prepare_failed(state, k, one_line(exc), prep.tries)
             item = None
         if item is None:
@@ -282,9 +292,35 @@ class RayBatch:
             if self.inflight and (alone or any(j.tries > 1 for j in self.inflight.values())):
                 return
             self.waiting.popleft()
-            self._submit(job)
             if alone:
+                # the driver has nothing else in flight: wait here until the workers are back
+                # (restarted after a crash, or on another node after a node was lost), so that
+                # every counted try really ran
+                down = self._wait_ready([self.asr.actors[self.asr.peek()], self.classifier])
+                if down:
+                    self.open[id(job.state)] -= 1
+                    self.track.window_failed(job.state, job.k, job.window, down, job.tries - 1)
+                    self._maybe_finish(job.state)
+                    continue
+                self._submit(job)
                 return
+            self._submit(job)
+
+    def _wait_ready(self, actors: list) -> str:
+        """Wait until ``actors`` answer; "" when they do, else why not (``ray.restart_timeout_s``)."""
+        deadline = time.monotonic() + self.config.ray.restart_timeout_s
+        delay = 0.5
+        while True:
+            try:
+                ray.get(
+                    [a.__ray_ready__.remote() for a in actors], timeout=max(1.0, deadline - time.monotonic())
+                )
+                return ""
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    return f"worker not back within {self.config.ray.restart_timeout_s:g} s: {one_line(exc)}"
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
 
     def _submit(self, job: _Job) -> None:
         job.actor = self.asr.take()

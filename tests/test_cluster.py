@@ -1,0 +1,101 @@
+"""A batch on a three-node Ray cluster on this machine (ray.cluster_utils.Cluster), one node
+killed mid-run: the records must equal a clean run's, with nothing failed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from compare import SMALL_WINDOWS, assert_no_duplicates, failures, records, two_clips
+
+from pipeline.cli import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> list[str]:
+    return two_clips(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.fixture(scope="module")
+def clean(inputs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clean")
+    assert main(["batch", *inputs, "--out", str(out), "--no-ray", "--quiet", *SMALL_WINDOWS]) == 0
+    return out
+
+
+@pytest.fixture
+def cluster():
+    """Head (1 CPU) and two worker nodes (2 CPUs each); the session's local Ray, if any, is put
+    back afterwards for the tests that follow."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from pipeline.config import load_config
+    from pipeline.runners.ray_batch import init_ray
+
+    had_ray = ray.is_initialized()
+    if had_ray:
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    for _ in range(2):
+        c.add_node(num_cpus=2)
+    c.wait_for_nodes()
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        if had_ray:
+            init_ray(load_config(overrides=["ray.num_cpus=2"]))
+
+
+def test_node_killed_during_a_batch(inputs, clean, tmp_path, cluster, monkeypatch):
+    import ray
+
+    from pipeline.classify.classifier import Classifier
+    from pipeline.config import load_config
+    from pipeline.manifest import Manifest
+    from pipeline.output import OutputWriter
+    from pipeline.runners.local import Progress
+    from pipeline.runners.ray_batch import RayBatch
+
+    monkeypatch.setenv("LIVEMOD_FAULTS", "asr.sleep=1.0")  # windows long enough to lose a node in
+    config = load_config(
+        overrides=[f"ray.address={cluster.address}", "asr.window_s=5", "asr.workers=2", "asr.cpu_threads=1"]
+    )
+    out = tmp_path / "out"
+    version = Classifier(config.classifier).version
+    writer = OutputWriter(out, config, version)
+    manifest = Manifest(out, config, version)
+    batch = RayBatch(config, writer, Progress(enabled=False), manifest)
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 3
+    asr_nodes = set(ray.get([a.node.remote() for a in batch.asr.actors], timeout=300))
+    victim = next(n for n in cluster.worker_nodes if n.node_id in asr_nodes)
+    removed: list[int] = []
+
+    def kill_node_mid_run() -> None:
+        deadline = time.monotonic() + 240
+        while not (batch.completed >= 1 and batch.inflight) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        removed.append(len(batch.inflight))
+        cluster.remove_node(victim, allow_graceful=False)  # as a machine that loses power
+
+    killer = threading.Thread(target=kill_node_mid_run, daemon=True)
+    killer.start()
+    try:
+        batch.run(inputs)
+    finally:
+        killer.join()
+        batch.shutdown()
+        writer.close()
+        manifest.close()
+    assert removed and removed[0] >= 1, "the node was not removed while work was in flight"
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    assert batch.retries >= 1
+    assert failures(out) == []
+    assert records(out) == records(clean)
+    assert_no_duplicates(out)
