@@ -13,6 +13,7 @@ from pathlib import Path
 from pipeline.config import ClipConfig
 from pipeline.media import MediaError, cut_clip
 from pipeline.records import Stream, Violation
+from pipeline.storage import local_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def make_clips(
             rel = Path(clip_path(stream.stream_id, start, int(v.utterance_id.split(":")[-1]), ext))
             try:
                 if not (out_dir / rel).exists():
-                    cut_clip(stream.source, start, end, out_dir / rel, video=video, ffmpeg_exe=ffmpeg_exe)
+                    src = local_path(stream.source)  # fsspec URLs: the local copy
+                    cut_clip(src, start, end, out_dir / rel, video=video, ffmpeg_exe=ffmpeg_exe)
                 done[v.utterance_id] = (rel.as_posix(), start)
             except MediaError as exc:
                 errors.append(f"{stream.source} @ {v.start:.1f}s: {exc}")

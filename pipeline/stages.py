@@ -24,6 +24,7 @@ from pipeline.config import Config
 from pipeline.media import MediaError, decode_blocks, find_ffmpeg, probe
 from pipeline.records import Stream, Transcript, Violation
 from pipeline.segment import SileroVad, Window, pack_windows, segment_blocks
+from pipeline.storage import local_path
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,10 @@ class Failure:
     reason: str
 
 
-def stream_id_for(path: str) -> str:
+def stream_id_for(path: str, name: str | None = None) -> str:
     """A stable id from the file name and a fingerprint of its content (size, head and tail),
-    so the same recording gets the same id wherever it lies and however often it is run."""
+    so the same recording gets the same id wherever it lies and however often it is run.
+    ``name``: where the name comes from when ``path`` is a local copy (of an fsspec URL)."""
     h = hashlib.sha1()
     size = os.path.getsize(path)
     h.update(str(size).encode())
@@ -45,7 +47,7 @@ def stream_id_for(path: str) -> str:
         if size > 2 << 20:
             f.seek(-(1 << 20), os.SEEK_END)
             h.update(f.read(1 << 20))
-    stem = re.sub(r"[^\w.-]+", "_", Path(path).stem, flags=re.UNICODE).strip("_")[:40] or "stream"
+    stem = re.sub(r"[^\w.-]+", "_", Path(name or path).stem, flags=re.UNICODE).strip("_")[:40] or "stream"
     return f"{stem}-{h.hexdigest()[:8]}"
 
 
@@ -65,13 +67,14 @@ class PrepareStage:
         if self.vad is None:
             self.setup()
         try:
-            info = probe(source, self.ffmpeg)
-            stream = Stream(stream_id_for(source), source, info)
+            path = local_path(source)  # an fsspec URL (s3://...) is copied to this node first
+            info = probe(path, self.ffmpeg)
+            stream = Stream(stream_id_for(path, source), source, info)
         except (MediaError, OSError) as exc:
             yield Failure(source, str(exc))
             return
         yield stream
-        blocks = decode_blocks(source, self.config.media.block_seconds, self.ffmpeg, expected=info.duration)
+        blocks = decode_blocks(path, self.config.media.block_seconds, self.ffmpeg, expected=info.duration)
         utterances = segment_blocks(stream.stream_id, blocks, self.config.vad, self.vad)
         try:
             for window in pack_windows(utterances, self.config.asr.window_s, self.config.asr.gap_s):

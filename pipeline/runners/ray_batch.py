@@ -112,7 +112,8 @@ def check_inputs_reachable(sources: list[str], timeout: float = 120.0) -> None:
     """On a cluster, make sure every node reads every local input before any work starts,
     so that a missing mount is one clear error rather than a failure per window."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    paths = [os.path.abspath(s) for s in sources if "://" not in s and os.access(s, os.R_OK)]
+    # as given: a relative path is read from the worker's folder, as the preparers will read it
+    paths = [s for s in sources if "://" not in s and os.access(s, os.R_OK)]
     if len(nodes) < 2 or not paths:
         return
     refs = [
