@@ -46,11 +46,19 @@ CREATE TABLE IF NOT EXISTS windows (
 """
 
 # settings that do not change what a run produces (how it is spread, where it is written)
-_NEUTRAL = {"ray", "live", "output", "metrics"}
+_NEUTRAL = {
+    "ray": True,
+    "live": True,
+    "output": True,
+    "metrics": True,
+    "asr": {"workers", "cpu_threads"},
+    "classifier": {"reload_interval_s", "model_threads"},
+}
 
 
 def config_hash(config: Config, classifier_version: str) -> str:
-    data = config.model_dump_json(exclude=_NEUTRAL & set(type(config).model_fields))
+    fields = set(type(config).model_fields)
+    data = config.model_dump_json(exclude={k: v for k, v in _NEUTRAL.items() if k in fields})
     return hashlib.sha1(f"{data}\x1f{classifier_version}".encode()).hexdigest()[:16]
 
 
