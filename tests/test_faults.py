@@ -104,3 +104,16 @@ def test_decoder_crash_every_time(inputs, clean, tmp_path, ray_session, monkeypa
     mine, theirs = records(out, skip=[f]), records(clean, skip=[f])
     assert [v[:-1] for v in mine["violations"]] == [v[:-1] for v in theirs["violations"]]
     assert mine["transcripts"] == theirs["transcripts"]
+
+
+def test_classifier_actor_crash_is_retried(inputs, clean, tmp_path, ray_session, monkeypatch):
+    """The classifier's process dies once, on a window of room_a: Ray restarts it, the window is
+    tried again, and the records equal the clean run's with nothing failed."""
+    monkeypatch.setenv("LIVEMOD_FAULTS", "classify.exit_once=room_a:1")
+    monkeypatch.setenv("LIVEMOD_FAULTS_STATE", str(tmp_path))
+    out = tmp_path / "out"
+    assert main(["batch", *inputs, "--out", str(out), "--quiet", *SMALL_WINDOWS]) == 0
+    assert (tmp_path / "classify.room_a_1.done").exists()  # it did die
+    assert failures(out) == []
+    assert records(out) == records(clean)
+    assert_no_duplicates(out)
