@@ -9,8 +9,12 @@ files there are.
 
 Failures: actors are restarted by Ray when they die (``max_restarts``); the driver retries
 what they had in flight, up to ``ray.max_tries`` tries per window, then records the window as
-failed (stream, times, reason, tries) and goes on with the rest of the stream.  A preparer that
-dies mid-stream is started again from the item after the last one received.
+failed (stream, times, reason, tries) and goes on with the rest of the stream.  A retry runs
+alone, once the workers answer again (after their restart, possibly on another node; the
+driver waits for that, up to ``ray.restart_timeout_s``), so a try is only counted when it ran
+and a poison window cannot use up the tries of the windows that died with it.  A preparer
+that dies mid-stream is started again and skips the items already received; one that keeps
+dying at the same place leaves the rest of its stream recorded as a failed segment.
 """
 
 from __future__ import annotations
