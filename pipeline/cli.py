@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("bench", help="benchmarks")
     k.add_argument(
         "what",
-        choices=["batch", "classify", "live"],
+        choices=["batch", "classify", "live", "review"],
         help="batch: whole pipeline vs bare faster-whisper; classify: classifier throughput; "
         "live: latency of N concurrent real-time streams",
     )
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--duration", type=float, default=120.0, help="bench live: seconds of each stream")
     k.add_argument("--data", default=None, help="JSONL with text for bench classify (default: test split)")
     k.add_argument("--no-ray", action="store_true", help="time the in-process runner instead of Ray")
+    k.add_argument("--rows", type=int, default=100_000, help="bench review: violations to seed")
     _common(k)
     return parser
 
@@ -299,6 +300,10 @@ def cmd_eval(args) -> int:
 def cmd_bench(args) -> int:
     from pipeline.bench import bench_batch, bench_classify, bench_live
 
+    if args.what == "review":
+        from pipeline.review.bench import bench_review
+
+        return bench_review(args.rows)
     if args.what == "classify":
         return bench_classify(_config(args), args.data)
     if args.what == "live":

@@ -99,7 +99,9 @@ def test_login_needs_its_csrf_token(review_out):
     r = client.post("/login", json={"name": "lena", "password": REVIEW_USERS["lena"][1]})
     assert r.status_code == 403
     r = client.post(
-        "/login", json={"name": "lena", "password": REVIEW_USERS["lena"][1]}, headers={"X-CSRF-Token": "forged"}
+        "/login",
+        json={"name": "lena", "password": REVIEW_USERS["lena"][1]},
+        headers={"X-CSRF-Token": "forged"},
     )
     assert r.status_code == 403
 
@@ -206,7 +208,9 @@ def test_decisions_are_recorded_and_audited(mod, lead):
     h = {"X-CSRF-Token": csrf}
     eff = by_code(client, "false_claim.efficacy_claim")["id"]
     auth_ = by_code(client, "false_claim.fake_authority")["id"]
-    r = client.post(f"/api/violations/{eff}/decision", json={"action": "confirm", "note": "治病 claim"}, headers=h)
+    r = client.post(
+        f"/api/violations/{eff}/decision", json={"action": "confirm", "note": "治病 claim"}, headers=h
+    )
     assert r.json() == {"id": eff, "status": "confirmed", "label": None, "note": "治病 claim"}
     r = client.post(
         f"/api/violations/{auth_}/decision",
@@ -214,7 +218,9 @@ def test_decisions_are_recorded_and_audited(mod, lead):
         headers=h,
     )
     assert r.json()["status"] == "confirmed" and r.json()["label"] == "false_claim.absolute_term"
-    bad = client.post(f"/api/violations/{auth_}/decision", json={"action": "relabel", "label": "x.y"}, headers=h)
+    bad = client.post(
+        f"/api/violations/{auth_}/decision", json={"action": "relabel", "label": "x.y"}, headers=h
+    )
     assert bad.status_code == 400
     # a decision made on a stale view is refused, not silently overwritten
     stale = client.post(
@@ -225,7 +231,9 @@ def test_decisions_are_recorded_and_audited(mod, lead):
     assert items(client, category="false_claim", status="confirmed")["total"] == 2
     it = client.get(f"/api/violations/{eff}").json()
     assert it["decided_by"] == "mo" and it["note"] == "治病 claim"
-    assert [(a["actor"], a["action"], a["detail"]["to"]) for a in it["audit"]] == [("mo", "confirm", "confirmed")]
+    assert [(a["actor"], a["action"], a["detail"]["to"]) for a in it["audit"]] == [
+        ("mo", "confirm", "confirmed")
+    ]
     # the lead exports the whole log; a moderator may not
     assert client.get("/api/audit").status_code == 403
     lead_client, _ = lead
@@ -233,7 +241,9 @@ def test_decisions_are_recorded_and_audited(mod, lead):
     decided = [(r["actor"], r["action"], r["violation_id"]) for r in rows if r["violation_id"]]
     assert decided == [("mo", "confirm", eff), ("mo", "relabel", auth_)]
     assert any(r["action"] == "login" and r["actor"] == "mo" for r in rows)
-    audit_csv = list(csv.DictReader(io.StringIO(lead_client.get("/api/audit?format=csv").text.lstrip("\ufeff"))))
+    audit_csv = list(
+        csv.DictReader(io.StringIO(lead_client.get("/api/audit?format=csv").text.lstrip("\ufeff")))
+    )
     assert len(audit_csv) == len(rows) + 1  # the first export is itself in the log
     assert audit_csv[-1]["action"] == "export_audit" and audit_csv[-1]["actor"] == "lena"
 
@@ -241,7 +251,9 @@ def test_decisions_are_recorded_and_audited(mod, lead):
 def test_the_audit_log_is_append_only(mod, review_out):
     client, csrf = mod
     vid = by_code(client, "fraud.off_platform")["id"]
-    client.post(f"/api/violations/{vid}/decision", json={"action": "escalate"}, headers={"X-CSRF-Token": csrf})
+    client.post(
+        f"/api/violations/{vid}/decision", json={"action": "escalate"}, headers={"X-CSRF-Token": csrf}
+    )
     conn = sqlite3.connect(review_out / "moderation.db")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("UPDATE audit SET actor='someone else'")
@@ -254,7 +266,6 @@ def test_rerunning_a_batch_keeps_decisions(mod, review_out):
     vid = by_code(client, "false_claim.efficacy_claim")["id"]
     client.post(f"/api/violations/{vid}/decision", json={"action": "dismiss"}, headers={"X-CSRF-Token": csrf})
     from pipeline.cli import main
-
     from tests.conftest import CLIP
 
     assert main(["batch", str(CLIP), "--out", str(review_out), "--no-ray", "--quiet", "--no-clips"]) == 0
@@ -289,7 +300,10 @@ def _decide_all(client, csrf):
         ("fraud.off_platform", "escalate"),
     ):
         vid = by_code(client, code)["id"]
-        assert client.post(f"/api/violations/{vid}/decision", json={"action": action}, headers=h).status_code == 200
+        assert (
+            client.post(f"/api/violations/{vid}/decision", json={"action": action}, headers=h).status_code
+            == 200
+        )
 
 
 def test_exports_follow_the_exporters_role(mod, lead):
@@ -321,7 +335,9 @@ def test_corpus_export_trains(mod, tmp_path):
     assert not any("薇信" in r["text"] for r in corpus)  # escalated: still undecided, left out
     path = tmp_path / "review_corpus.jsonl"
     path.write_text(body, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("train_classifier", ROOT / "scripts" / "train_classifier.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_classifier", ROOT / "scripts" / "train_classifier.py"
+    )
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
     splits = train.load_splits(ROOT / "data" / "corpus", [path])

@@ -103,7 +103,9 @@ def test_moderator_reviews_with_the_keyboard(server, page, review_out):
     # open the fake-authority item: its clip starts 3 s before, the player seeks to 2 s before
     row = page.locator("#queue-rows tr", has_text="fake_authority")
     row.click()
-    page.wait_for_function("(id) => document.querySelector('#item').dataset.id === id", arg=row.get_attribute("data-id"))
+    page.wait_for_function(
+        "(id) => document.querySelector('#item').dataset.id === id", arg=row.get_attribute("data-id")
+    )
     page.wait_for_function(
         "(() => { const p = document.querySelector('#player');"
         " return p.readyState >= 1 && Math.abs(p.currentTime - Number(p.dataset.seek)) < 0.3; })()",
@@ -172,7 +174,9 @@ def test_new_live_violations_appear_without_reload(server, page, review_out, con
     page.wait_for_function("document.querySelector('#page-info').textContent.includes('0 items')")
     clf = ClassifyStage(config)
     clf.setup()
-    t = Transcript(Utterance("live-1", 0, 30.0, 34.0), "家人们这款电子烟今天五十一支，私信发货", asr_model="test")
+    t = Transcript(
+        Utterance("live-1", 0, 30.0, 34.0), "家人们这款电子烟今天五十一支，私信发货", asr_model="test"
+    )
     violations = clf.process([t], source="rtmp://127.0.0.1/live/1")
     assert any(v.label.code == "banned_product.tobacco" for v in violations)
     db = Database(review_out / "moderation.db")
@@ -180,4 +184,3 @@ def test_new_live_violations_appear_without_reload(server, page, review_out, con
     db.close()
     page.wait_for_selector("#queue-rows tr:has-text('tobacco')", timeout=10000)
     assert "new violations" in page.text_content("#live-note")
-

@@ -5,7 +5,6 @@ API under ``/api``; clips under ``/media``.  Every page, API call and clip needs
 every state-changing request needs the session's CSRF token in ``X-CSRF-Token``.
 """
 
-
 import csv
 import hmac
 import io

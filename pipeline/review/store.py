@@ -332,8 +332,8 @@ class Store:
 
     def latest(self) -> dict:
         with self.engine.connect() as c:
-            latest, n = c.execute(text("SELECT MAX(created_at), COUNT(*) FROM violations")).one()
-        return {"latest": latest, "count": n}
+            latest = c.execute(text("SELECT MAX(created_at) FROM violations")).scalar()  # index only
+        return {"latest": latest}
 
     # -- items and decisions --
 

@@ -134,7 +134,7 @@ async function loadQueue(openFirst = false, preferId = null) {
   if (idx >= 0 && (!state.current || state.items[idx].id !== state.current.id || preferId)) await openItem(idx);
   else markCurrent();
   if (!state.items.length) { state.current = null; $("item").hidden = true; }
-  const latest = await api("/api/poll"); state.seen = latest.latest + "|" + latest.count;
+  const latest = await api("/api/poll"); state.seen = latest.latest;
 }
 
 function markCurrent() {
@@ -266,7 +266,7 @@ function onKey(ev) {
 async function poll() {
   try {
     const latest = await api("/api/poll");
-    const key = latest.latest + "|" + latest.count;
+    const key = latest.latest;
     if (state.seen !== null && key !== state.seen) {
       $("live-note").textContent = "new violations arrived";
       await loadQueue(false);
