@@ -151,9 +151,16 @@ def test_moderator_reviews_with_the_keyboard(server, page, review_out):
 def test_hostile_transcript_text_stays_text(server, page):
     log_in(page, server, "lena")
     page.select_option("#f-stream", "hostile")
-    page.wait_for_function("document.querySelectorAll('#queue-rows tr').length >= 2")
+    page.wait_for_function(
+        "(() => { const rows = [...document.querySelectorAll('#queue-rows tr')];"
+        " return rows.length >= 2 && rows.every((r) => r.cells[0].textContent === 'hostile'); })()"
+    )
     for i in range(page.locator("#queue-rows tr").count()):
-        page.locator("#queue-rows tr").nth(i).click()
+        row = page.locator("#queue-rows tr").nth(i)
+        row.click()
+        page.wait_for_function(
+            "(id) => document.querySelector('#item').dataset.id === id", arg=row.get_attribute("data-id")
+        )
         page.wait_for_selector("#context .utt.current")
     page.wait_for_timeout(500)
     text = page.text_content("#queue")
