@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from pipeline.classify.taxonomy import CATEGORIES, CODES, SEVERITIES
-from pipeline.sinks import SCHEMA, now_iso
+from pipeline.db import DatabaseError, ensure_schema, make_engine, statements, transaction
+from pipeline.sinks import now_iso
 
 ROLES = ("moderator", "lead")
 STATUSES = ("pending", "confirmed", "dismissed", "escalated")
@@ -70,38 +71,6 @@ _AUDIT_GUARD = {
 
 class StoreError(Exception):
     """A problem the user can fix (unknown item, bad filter value, missing database)."""
-
-
-def database_url(db: str | Path) -> str:
-    """``moderation.db`` → ``sqlite:////abs/moderation.db``; URLs (``postgresql://…``) pass through."""
-    s = str(db)
-    if "://" in s:
-        return s
-    return f"sqlite:///{Path(s).expanduser().resolve()}"
-
-
-def make_engine(db: str | Path, create: bool = False) -> Engine:
-    url = database_url(db)
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if not create and not path.is_file():
-            raise StoreError(f"{path}: no moderation database here (run `livemod batch` or `livemod live`)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn, _record):  # pragma: no cover - trivial
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
 
 
 @dataclass
@@ -172,19 +141,25 @@ class Store:
 
     @classmethod
     def open(cls, db: str | Path, create: bool = False) -> Store:
-        store = cls(make_engine(db, create=create))
-        store.ensure_schema()
+        try:
+            store = cls(make_engine(db, must_exist=not create))
+            store.ensure_schema()
+        except DatabaseError as exc:
+            raise StoreError(str(exc)) from None
         return store
 
     def ensure_schema(self) -> None:
-        serial = (
-            "BIGSERIAL PRIMARY KEY" if self.dialect == "postgresql" else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        )
-        with self.engine.begin() as c:
-            for stmt in _statements(SCHEMA) + _statements(REVIEW_SCHEMA.format(serial=serial)):
+        ensure_schema(self.engine)
+        pg = self.dialect == "postgresql"
+        serial = "BIGSERIAL PRIMARY KEY" if pg else "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+        def create(c) -> None:
+            if pg:  # several consoles or workers may start at once
+                c.execute(text("SELECT pg_advisory_xact_lock(20261129)"))
+            for stmt in statements(REVIEW_SCHEMA.format(serial=serial)) + _AUDIT_GUARD.get(self.dialect, []):
                 c.execute(text(stmt))
-            for stmt in _AUDIT_GUARD.get(self.dialect, []):
-                c.execute(text(stmt))
+
+        transaction(self.engine, create, "review schema")
 
     def close(self) -> None:
         self.engine.dispose()
