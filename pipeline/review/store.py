@@ -169,7 +169,8 @@ class Store:
     def add_user(self, name: str, role: str, pw_hash: str, update: bool = False) -> None:
         if role not in ROLES:
             raise StoreError(f"role: unknown {role!r}; known: {', '.join(ROLES)}")
-        with self.engine.begin() as c:
+
+        def work(c):
             exists = c.execute(text("SELECT 1 FROM users WHERE name=:n"), {"n": name}).first()
             if exists and not update:
                 raise StoreError(f"user {name!r} exists (use --update to change the password or role)")
@@ -185,10 +186,14 @@ class Store:
                     {"n": name, "r": role, "h": pw_hash, "t": now_iso()},
                 )
 
+        return transaction(self.engine, work, "review write")
+
     def remove_user(self, name: str) -> bool:
-        with self.engine.begin() as c:
+        def work(c):
             c.execute(text("DELETE FROM sessions WHERE name=:n"), {"n": name})
             return c.execute(text("DELETE FROM users WHERE name=:n"), {"n": name}).rowcount > 0
+
+        return transaction(self.engine, work, "review write")
 
     def users(self) -> list[dict]:
         with self.engine.connect() as c:
@@ -201,16 +206,20 @@ class Store:
             return dict(row) if row else None
 
     def set_pw_hash(self, name: str, pw_hash: str) -> None:
-        with self.engine.begin() as c:
+        def work(c):
             c.execute(text("UPDATE users SET pw_hash=:h WHERE name=:n"), {"n": name, "h": pw_hash})
 
+        return transaction(self.engine, work, "review write")
+
     def add_session(self, token_hash: str, name: str, csrf: str, expires_at: str) -> None:
-        with self.engine.begin() as c:
+        def work(c):
             c.execute(text("DELETE FROM sessions WHERE expires_at < :t"), {"t": now_iso()})
             c.execute(
                 text("INSERT INTO sessions VALUES (:h, :n, :c, :t, :e)"),
                 {"h": token_hash, "n": name, "c": csrf, "t": now_iso(), "e": expires_at},
             )
+
+        return transaction(self.engine, work, "review write")
 
     def session(self, token_hash: str) -> dict | None:
         with self.engine.connect() as c:
@@ -228,14 +237,18 @@ class Store:
             return dict(row) if row else None
 
     def drop_session(self, token_hash: str) -> None:
-        with self.engine.begin() as c:
+        def work(c):
             c.execute(text("DELETE FROM sessions WHERE token_hash=:h"), {"h": token_hash})
+
+        return transaction(self.engine, work, "review write")
 
     # -- audit --
 
     def audit(self, actor: str, role: str, action: str, violation_id: str | None, detail: dict) -> None:
-        with self.engine.begin() as c:
+        def work(c):
             self._audit(c, actor, role, action, violation_id, detail)
+
+        return transaction(self.engine, work, "review write")
 
     @staticmethod
     def _audit(c, actor: str, role: str, action: str, violation_id: str | None, detail: dict) -> None:
@@ -362,7 +375,8 @@ class Store:
         if action == "note" and not (note or "").strip():
             raise StoreError("note: empty")
         ts = now_iso()
-        with self.engine.begin() as c:
+
+        def work(c):
             row = c.execute(text("SELECT status FROM violations WHERE id=:id"), {"id": violation_id}).first()
             if row is None:
                 raise StoreError(f"no violation {violation_id!r}")
@@ -396,7 +410,9 @@ class Store:
             if note and note.strip():
                 detail["note"] = note.strip()
             self._audit(c, actor, role, action, violation_id, detail)
-        return {"id": violation_id, "status": status, "label": new_label, "note": new_note}
+            return {"id": violation_id, "status": status, "label": new_label, "note": new_note}
+
+        return transaction(self.engine, work, "review write")
 
     def decisions(self, statuses: tuple[str, ...] = ("confirmed", "dismissed", "escalated")) -> list[dict]:
         """Reviewed violations with their utterance text, in stream order."""
