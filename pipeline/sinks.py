@@ -366,16 +366,7 @@ _STREAM_UPSERT = _upsert("streams", _STREAM_COLUMNS, ("stream_id",))
 # a live stream row: its source, video flag and format are set once; counts are not kept live
 _LIVE_STREAM_UPSERT = _upsert(
     "streams",
-    (
-        "stream_id",
-        "source",
-        "duration",
-        "has_video",
-        "format",
-        "asr_model",
-        "classifier_version",
-        "processed_at",
-    ),
+    tuple(c for c in _STREAM_COLUMNS if c not in ("utterances", "violations")),
     ("stream_id",),
     keep=("source", "has_video", "format"),
 )
