@@ -76,10 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tolerance", type=float, default=2.0, help="seconds allowed on start times")
     _common(e)
 
+    r = sub.add_parser("review", help="serve the review console over a moderation database")
+    r.add_argument("--db", required=True, help="moderation.db of a batch/live run, or a database URL")
+    r.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    r.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    r.add_argument("--media-root", help="folder holding clips/ (default: the database's folder)")
+    r.add_argument(
+        "--allow-file",
+        help="allow-list YAML the lead's allow action writes (default: MEDIA_ROOT/review_allow.yaml)",
+    )
+    r.add_argument("--secure-cookies", action="store_true", help="mark cookies Secure (behind HTTPS)")
+    r.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+
+    u = sub.add_parser("user", help="review console accounts: add, list, remove")
+    u.add_argument("action", choices=["add", "list", "remove"])
+    u.add_argument("name", nargs="?", help="user name (add, remove)")
+    u.add_argument("--db", required=True, help="moderation database (file or URL)")
+    u.add_argument("--role", choices=["moderator", "lead"], default="moderator")
+    u.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
+    u.add_argument("--update", action="store_true", help="change an existing user's password and role")
+    u.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+
     k = sub.add_parser("bench", help="benchmarks")
     k.add_argument(
         "what",
-        choices=["batch", "classify", "live"],
+        choices=["batch", "classify", "live", "review"],
         help="batch: whole pipeline vs bare faster-whisper; classify: classifier throughput; "
         "live: latency of N concurrent real-time streams",
     )
@@ -88,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--duration", type=float, default=120.0, help="bench live: seconds of each stream")
     k.add_argument("--data", default=None, help="JSONL with text for bench classify (default: test split)")
     k.add_argument("--no-ray", action="store_true", help="time the in-process runner instead of Ray")
+    k.add_argument("--rows", type=int, default=100_000, help="bench review: violations to seed")
     _common(k)
     return parser
 
@@ -281,11 +303,88 @@ def cmd_eval(args) -> int:
 def cmd_bench(args) -> int:
     from pipeline.bench import bench_batch, bench_classify, bench_live
 
+    if args.what == "review":
+        from pipeline.review.bench import bench_review
+
+        return bench_review(args.rows)
     if args.what == "classify":
         return bench_classify(_config(args), args.data)
     if args.what == "live":
         return bench_live(_config(args), args.streams, args.duration, args.audio, use_ray=not args.no_ray)
     return bench_batch(_config(args), args.audio, use_ray=not args.no_ray)
+
+
+def cmd_review(args) -> int:
+    import uvicorn
+
+    from pipeline.review.app import ReviewSettings, create_app
+    from pipeline.review.store import Store, StoreError
+
+    try:
+        store = Store.open(args.db)
+    except StoreError as exc:
+        print(f"livemod review: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not store.users():
+        print(
+            f"livemod review: no users yet; add one with `livemod user add NAME --role lead --db {args.db}`",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    settings = ReviewSettings(
+        db=args.db,
+        media_root=Path(args.media_root) if args.media_root else None,
+        allow_file=Path(args.allow_file) if args.allow_file else None,
+        secure_cookies=args.secure_cookies,
+    )
+    app = create_app(settings, store)
+    print(f"livemod review: http://{args.host}:{args.port}/ (Ctrl+C stops)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
+def _read_password(from_stdin: bool) -> str:
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def cmd_user(args) -> int:
+    from pipeline.review.auth import hash_password
+    from pipeline.review.store import Store, StoreError
+
+    try:
+        store = Store.open(args.db, create=args.action == "add")
+        if args.action == "list":
+            for row in store.users():
+                print(f"{row['name']}\t{row['role']}\t{row['created_at']}")
+            return EXIT_OK
+        if not args.name:
+            raise ValueError(f"user {args.action}: give a user name")
+        if args.action == "remove":
+            if not store.remove_user(args.name):
+                raise StoreError(f"no user {args.name!r}")
+            store.audit("cli", "admin", "user_remove", None, {"name": args.name})
+            print(f"removed {args.name}")
+            return EXIT_OK
+        store.add_user(args.name, args.role, hash_password(_read_password(args.password_stdin)), args.update)
+        store.audit(
+            "cli",
+            "admin",
+            "user_update" if args.update else "user_add",
+            None,
+            {"name": args.name, "role": args.role},
+        )
+        print(f"{'updated' if args.update else 'added'} {args.name} ({args.role})")
+        return EXIT_OK
+    except StoreError as exc:
+        print(f"livemod user: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 COMMANDS = {
@@ -294,6 +393,8 @@ COMMANDS = {
     "classify": cmd_classify,
     "eval": cmd_eval,
     "bench": cmd_bench,
+    "review": cmd_review,
+    "user": cmd_user,
 }
 
 

@@ -144,7 +144,7 @@ class LiveConfig(_Section):
 
 
 class OutputConfig(_Section):
-    database: str = "moderation.db"  # file name inside --out, or an absolute path
+    database: str = "moderation.db"  # file name inside --out, an absolute path, or a URL (postgresql://…)
     subtitles: bool = True
     report: bool = True
 

@@ -24,7 +24,7 @@ from pipeline.config import Config
 from pipeline.media import find_ffmpeg
 from pipeline.records import StreamResult
 from pipeline.report import write_report
-from pipeline.sinks import TRANSCRIPT_WRITERS, Database, StreamJsonl
+from pipeline.sinks import TRANSCRIPT_WRITERS, Database, StreamJsonl, database_target
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,7 @@ class OutputWriter:
         self.out.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.classifier_version = classifier_version
-        db = Path(config.output.database)
-        self.db = Database(db if db.is_absolute() else self.out / db)
+        self.db = Database(database_target(self.out, config.output.database))
         self.violations = StreamJsonl(self.out / "violations.jsonl")
         self.failed = StreamJsonl(self.out / "failed.jsonl")
         self.ffmpeg = find_ffmpeg(config.media.ffmpeg)
@@ -94,6 +93,8 @@ class OutputWriter:
         self._pool.shutdown()
         report = None
         if self.config.output.report:
-            report = write_report(self.db.path, self.out / "report.html")
+            shared = self.db.path is None  # a database server: report only this run's streams
+            mine = [r.stream.stream_id for r in self.results if r.stream] if shared else None
+            report = write_report(self.db, self.out / "report.html", mine)
         self.db.close()
         return report

@@ -6,11 +6,10 @@ and the inputs that failed.  All text from streams is escaped: transcripts are h
 from __future__ import annotations
 
 import json
-import sqlite3
 from html import escape
 from pathlib import Path
 
-from pipeline.sinks import atomic_write, now_iso
+from pipeline.sinks import Database, atomic_write, now_iso
 
 COLORS = {"false_claim": "#d9822b", "banned_product": "#c23030", "fraud": "#7157d9", "vulgar": "#db2c6f"}
 
@@ -46,11 +45,11 @@ def highlight(text: str, evidence: list[dict]) -> str:
     return "".join(out)
 
 
-def _stream_section(conn: sqlite3.Connection, s: sqlite3.Row) -> str:
-    rows = conn.execute(
-        "SELECT * FROM violations WHERE stream_id=? ORDER BY start_s, category, subcategory",
-        (s["stream_id"],),
-    ).fetchall()
+def _stream_section(db: Database, s: dict) -> str:
+    rows = db.rows(
+        "SELECT * FROM violations WHERE stream_id=:s ORDER BY start_s, category, subcategory",
+        s=s["stream_id"],
+    )
     duration = s["duration"] or max((r["end_s"] for r in rows), default=1.0) or 1.0
     ticks = "".join(
         f'<a class="tick" href="#v-{escape(r["id"])}" title="{fmt_time(r["start_s"])} '
@@ -90,46 +89,48 @@ def _stream_section(conn: sqlite3.Connection, s: sqlite3.Row) -> str:
     )
 
 
-def write_report(db_path: Path, out_path: Path) -> Path:
-    """Render the whole database into one offline HTML page."""
-    conn = sqlite3.connect(str(db_path))
-    conn.row_factory = sqlite3.Row
-    try:
-        streams = conn.execute("SELECT * FROM streams ORDER BY source").fetchall()
-        counts = conn.execute(
-            "SELECT stream_id, category, COUNT(*) n FROM violations GROUP BY stream_id, category"
-        ).fetchall()
-        failed = conn.execute(
-            "SELECT * FROM inputs WHERE status IN ('failed', 'partial') ORDER BY source"
-        ).fetchall()
-        per: dict[str, dict[str, int]] = {}
-        for r in counts:
-            per.setdefault(r["stream_id"], {})[r["category"]] = r["n"]
-        summary = "".join(
-            f'<tr><td><a href="#s-{escape(s["stream_id"])}">{escape(s["stream_id"])}</a></td>'
-            f"<td>{fmt_time(s['duration'] or 0)}</td>"
-            + "".join(f"<td>{per.get(s['stream_id'], {}).get(c, 0)}</td>" for c in COLORS)
-            + f"<td>{sum(per.get(s['stream_id'], {}).values())}</td></tr>"
-            for s in streams
-        )
-        failures = "".join(
-            f"<tr><td>{escape(f['source'])}</td><td>{escape(f['error'] or '')}</td></tr>" for f in failed
-        )
-        html = (
-            '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
-            f"<title>livemod report</title><style>{CSS}</style></head><body>"
-            f"<h1>livemod moderation report</h1><p class='muted'>generated {now_iso()} · "
-            f"{len(streams)} streams</p>"
-            "<table><tr><th>stream</th><th>duration</th>"
-            + "".join(f"<th>{c}</th>" for c in COLORS)
-            + "<th>total</th></tr>"
-            + summary
-            + "</table>"
-            + (f"<h2>Inputs that failed</h2><table>{failures}</table>" if failures else "")
-            + "".join(_stream_section(conn, s) for s in streams)
-            + "</body></html>"
-        )
-    finally:
-        conn.close()
+def write_report(db: Database, out_path: Path, streams: list[str] | None = None) -> Path:
+    """Render the database into one offline HTML page; ``streams`` limits it to those streams
+    (a database shared by many runs)."""
+
+    def wanted(rows: list[dict]) -> list[dict]:
+        return rows if streams is None else [r for r in rows if r["stream_id"] in streams]
+
+    stream_rows = wanted(db.rows("SELECT * FROM streams ORDER BY source"))
+    counts = wanted(
+        db.rows("SELECT stream_id, category, COUNT(*) AS n FROM violations GROUP BY stream_id, category")
+    )
+    failed = (
+        []
+        if streams is not None
+        else db.rows("SELECT * FROM inputs WHERE status IN ('failed', 'partial') ORDER BY source")
+    )
+    per: dict[str, dict[str, int]] = {}
+    for r in counts:
+        per.setdefault(r["stream_id"], {})[r["category"]] = r["n"]
+    summary = "".join(
+        f'<tr><td><a href="#s-{escape(s["stream_id"])}">{escape(s["stream_id"])}</a></td>'
+        f"<td>{fmt_time(s['duration'] or 0)}</td>"
+        + "".join(f"<td>{per.get(s['stream_id'], {}).get(c, 0)}</td>" for c in COLORS)
+        + f"<td>{sum(per.get(s['stream_id'], {}).values())}</td></tr>"
+        for s in stream_rows
+    )
+    failures = "".join(
+        f"<tr><td>{escape(f['source'])}</td><td>{escape(f['error'] or '')}</td></tr>" for f in failed
+    )
+    html = (
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        f"<title>livemod report</title><style>{CSS}</style></head><body>"
+        f"<h1>livemod moderation report</h1><p class='muted'>generated {now_iso()} · "
+        f"{len(stream_rows)} streams</p>"
+        "<table><tr><th>stream</th><th>duration</th>"
+        + "".join(f"<th>{c}</th>" for c in COLORS)
+        + "<th>total</th></tr>"
+        + summary
+        + "</table>"
+        + (f"<h2>Inputs that failed</h2><table>{failures}</table>" if failures else "")
+        + "".join(_stream_section(db, s) for s in stream_rows)
+        + "</body></html>"
+    )
     atomic_write(out_path, html)
     return out_path

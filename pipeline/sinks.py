@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sqlalchemy import bindparam, text
+
+from pipeline.db import database_url, ensure_schema, is_url, make_engine, sqlite_path, transaction
 from pipeline.records import SegmentFailure, StreamResult, Transcript, Violation
 
 
@@ -106,129 +108,108 @@ class VttTranscript(TranscriptWriter):
 TRANSCRIPT_WRITERS = (JsonlTranscript(), SrtTranscript(), VttTranscript())
 
 
-# -- SQLite --
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS streams (
-    stream_id TEXT PRIMARY KEY, source TEXT NOT NULL, duration REAL, has_video INTEGER,
-    format TEXT, asr_model TEXT, classifier_version TEXT, utterances INTEGER, violations INTEGER,
-    processed_at TEXT
-);
-CREATE TABLE IF NOT EXISTS inputs (
-    source TEXT PRIMARY KEY, stream_id TEXT, status TEXT NOT NULL, error TEXT, updated_at TEXT
-);
-CREATE TABLE IF NOT EXISTS utterances (
-    id TEXT PRIMARY KEY, stream_id TEXT NOT NULL, idx INTEGER NOT NULL, start_s REAL NOT NULL,
-    end_s REAL NOT NULL, text TEXT, words TEXT, avg_logprob REAL, no_speech_prob REAL, filtered TEXT
-);
-CREATE INDEX IF NOT EXISTS utterances_stream ON utterances(stream_id, start_s);
-CREATE TABLE IF NOT EXISTS violations (
-    id TEXT PRIMARY KEY, stream_id TEXT NOT NULL, utterance_id TEXT NOT NULL, source TEXT,
-    start_s REAL NOT NULL, end_s REAL NOT NULL, category TEXT NOT NULL, subcategory TEXT NOT NULL,
-    severity TEXT, score REAL, text TEXT, evidence TEXT, basis TEXT, clip TEXT, clip_start REAL,
-    asr_model TEXT, classifier_version TEXT, wall_start TEXT, detected_at TEXT, latency REAL,
-    status TEXT NOT NULL DEFAULT 'pending', created_at TEXT, updated_at TEXT
-);
-CREATE TABLE IF NOT EXISTS gaps (
-    stream_id TEXT NOT NULL, start_s REAL NOT NULL, end_s REAL NOT NULL, start_wall TEXT,
-    end_wall TEXT, reason TEXT, PRIMARY KEY (stream_id, start_s)
-);
-CREATE TABLE IF NOT EXISTS lost (
-    stream_id TEXT NOT NULL, start_s REAL NOT NULL, end_s REAL NOT NULL, reason TEXT,
-    recorded_at TEXT, PRIMARY KEY (stream_id, start_s)
-);
-CREATE TABLE IF NOT EXISTS failed (
-    stream_id TEXT NOT NULL, window_index INTEGER NOT NULL, source TEXT, start_s REAL NOT NULL,
-    end_s REAL NOT NULL, reason TEXT, tries INTEGER, recorded_at TEXT, PRIMARY KEY (stream_id, window_index)
-);
-CREATE INDEX IF NOT EXISTS violations_stream ON violations(stream_id, start_s);
-CREATE INDEX IF NOT EXISTS violations_category ON violations(category, subcategory);
-"""
+# -- the moderation database (SQLite file or PostgreSQL URL) --
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)  # callers serialise writes
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.executescript(SCHEMA)
-    conn.row_factory = sqlite3.Row
-    return conn
+def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...], keep: tuple[str, ...] = ()) -> str:
+    """``INSERT … ON CONFLICT (key) DO UPDATE`` (SQLite ≥ 3.24 and PostgreSQL alike)."""
+    update = ", ".join(f"{c}=excluded.{c}" for c in columns if c not in key and c not in keep)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update}"
+    )
+
+
+def database_target(out: Path, database: str) -> str | Path:
+    """``output.database``: a URL as it is, an absolute path, or a file name inside ``--out``."""
+    if is_url(database) or Path(database).is_absolute():
+        return database
+    return Path(out) / database
 
 
 class Database:
-    """The moderation database: streams, utterances and violations (SQLite)."""
+    """The moderation database: streams, utterances, violations, gaps and lost utterances.
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = connect(self.path)
+    ``target`` is a file path (SQLite, the default) or a database URL (``postgresql://…``).
+    Every method is one transaction, retried whole when the connection drops.
+    """
+
+    def __init__(self, target: str | Path) -> None:
+        self.url = database_url(target)
+        self.path = sqlite_path(self.url)
+        self.engine = make_engine(target)
+        ensure_schema(self.engine)
 
     def close(self) -> None:
-        self.conn.close()
+        self.engine.dispose()
+
+    def _tx(self, work, what: str = "write"):
+        return transaction(self.engine, work, what)
 
     def record_input(self, source: str, stream_id: str, status: str, error: str = "") -> None:
-        with self.conn:
-            self.conn.execute(
-                "INSERT INTO inputs VALUES (?,?,?,?,?) ON CONFLICT(source) DO UPDATE SET "
-                "stream_id=excluded.stream_id, status=excluded.status, error=excluded.error, "
-                "updated_at=excluded.updated_at",
-                (source, stream_id, status, error, now_iso()),
-            )
+        row = {
+            "source": source,
+            "stream_id": stream_id,
+            "status": status,
+            "error": error,
+            "updated_at": now_iso(),
+        }
+        self._tx(lambda c: c.execute(text(_INPUT_UPSERT), row))
 
     def write_stream(self, result: StreamResult, asr_model: str, classifier_version: str) -> None:
-        """Replace everything known about one stream, in one transaction."""
+        """Replace everything known about one stream, in one transaction (moderators' decisions
+        on violations that are found again are kept)."""
         s = result.stream
         assert s is not None
         ts = now_iso()
-        with self.conn:
-            c = self.conn
-            c.execute(
-                "INSERT INTO streams VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(stream_id) DO UPDATE SET "
-                "source=excluded.source, duration=excluded.duration, has_video=excluded.has_video, "
-                "format=excluded.format, asr_model=excluded.asr_model, "
-                "classifier_version=excluded.classifier_version, utterances=excluded.utterances, "
-                "violations=excluded.violations, processed_at=excluded.processed_at",
-                (
-                    s.stream_id,
-                    s.source,
-                    s.media.duration,
-                    int(s.media.has_video),
-                    s.media.format_name,
-                    asr_model,
-                    classifier_version,
-                    len(result.transcripts),
-                    len(result.violations),
-                    ts,
-                ),
-            )
-            c.execute("DELETE FROM utterances WHERE stream_id=?", (s.stream_id,))
-            keep = [v.violation_id for v in result.violations]
-            c.execute(
-                f"DELETE FROM violations WHERE stream_id=? AND id NOT IN ({','.join('?' * len(keep))})",
-                (s.stream_id, *keep),
-            )
-            self._insert(result.transcripts, result.violations, ts)
+        row = {
+            "stream_id": s.stream_id,
+            "source": s.source,
+            "duration": s.media.duration,
+            "has_video": int(s.media.has_video),
+            "format": s.media.format_name,
+            "asr_model": asr_model,
+            "classifier_version": classifier_version,
+            "utterances": len(result.transcripts),
+            "violations": len(result.violations),
+            "processed_at": ts,
+        }
+        keep = [v.violation_id for v in result.violations]
 
-    def _insert(self, transcripts: list[Transcript], violations: list[Violation], ts: str) -> None:
-        c = self.conn
-        c.executemany(
-            "INSERT INTO utterances VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-            "start_s=excluded.start_s, end_s=excluded.end_s, text=excluded.text, words=excluded.words, "
-            "avg_logprob=excluded.avg_logprob, no_speech_prob=excluded.no_speech_prob, "
-            "filtered=excluded.filtered",
-            [_utterance_row(t) for t in transcripts],
-        )
-        c.executemany(
-            f"INSERT INTO violations ({', '.join(_VIOLATION_COLUMNS)}) "
-            f"VALUES ({','.join('?' * len(_VIOLATION_COLUMNS))}) ON CONFLICT(id) DO UPDATE SET "
-            + ", ".join(f"{k}=excluded.{k}" for k in _VIOLATION_COLUMNS if k not in ("id", "created_at")),
-            [_violation_row(v, ts) for v in violations],
-        )
+        def work(c) -> None:
+            c.execute(text(_STREAM_UPSERT), row)
+            c.execute(text("DELETE FROM utterances WHERE stream_id=:s"), {"s": s.stream_id})
+            stale = text("DELETE FROM violations WHERE stream_id=:s AND id NOT IN :keep").bindparams(
+                bindparam("keep", expanding=True)
+            )
+            c.execute(stale, {"s": s.stream_id, "keep": keep})
+            self._insert(c, result.transcripts, result.violations, ts)
+
+        self._tx(work, f"writing stream {s.stream_id}")
+
+    @staticmethod
+    def _insert(c, transcripts: list[Transcript], violations: list[Violation], ts: str) -> None:
+        if transcripts:
+            c.execute(text(_UTTERANCE_UPSERT), [_utterance_row(t) for t in transcripts])
+        if violations:
+            c.execute(text(_VIOLATION_UPSERT), [_violation_row(v, ts) for v in violations])
 
     def add(self, transcripts: list[Transcript], violations: list[Violation]) -> None:
         """Write (or rewrite) some utterances and violations of a stream as they come (live)."""
-        with self.conn:
-            self._insert(transcripts, violations, now_iso())
+        ts = now_iso()
+        self._tx(lambda c: self._insert(c, transcripts, violations, ts))
+
+    def set_clip(self, violation_ids: list[str], clip: str, clip_start: float | None = None) -> None:
+        """Point violations at their clip (``clip=""``: none could be cut)."""
+        if not violation_ids:
+            return
+        rows = [{"id": v, "clip": clip, "clip_start": clip_start} for v in violation_ids]
+        sql = (
+            "UPDATE violations SET clip=:clip, clip_start=:clip_start WHERE id=:id"
+            if clip_start is not None
+            else "UPDATE violations SET clip=:clip WHERE id=:id"
+        )
+        self._tx(lambda c: c.execute(text(sql), rows))
 
     def upsert_stream(
         self,
@@ -240,80 +221,90 @@ class Database:
         classifier_version: str = "",
     ) -> None:
         """Create or update a stream row without touching its utterances (live streams grow)."""
-        with self.conn:
-            self.conn.execute(
-                "INSERT INTO streams (stream_id, source, duration, has_video, format, asr_model, "
-                "classifier_version, processed_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(stream_id) DO UPDATE "
-                "SET duration=excluded.duration, asr_model=excluded.asr_model, "
-                "classifier_version=excluded.classifier_version, processed_at=excluded.processed_at",
-                (
-                    stream_id,
-                    source,
-                    duration,
-                    int(has_video),
-                    "live",
-                    asr_model,
-                    classifier_version,
-                    now_iso(),
-                ),
-            )
+        row = {
+            "stream_id": stream_id,
+            "source": source,
+            "duration": duration,
+            "has_video": int(has_video),
+            "format": "live",
+            "asr_model": asr_model,
+            "classifier_version": classifier_version,
+            "processed_at": now_iso(),
+        }
+        self._tx(lambda c: c.execute(text(_LIVE_STREAM_UPSERT), row))
 
     def add_gap(
         self, stream_id: str, start: float, end: float, start_wall: str, end_wall: str, reason: str
     ) -> None:
-        with self.conn:
-            self.conn.execute(
-                "INSERT OR REPLACE INTO gaps VALUES (?,?,?,?,?,?)",
-                (stream_id, start, end, start_wall, end_wall, reason),
-            )
+        row = {
+            "stream_id": stream_id,
+            "start_s": start,
+            "end_s": end,
+            "start_wall": start_wall,
+            "end_wall": end_wall,
+            "reason": reason,
+        }
+        self._tx(lambda c: c.execute(text(_GAP_UPSERT), row))
 
     def add_lost(self, stream_id: str, start: float, end: float, reason: str) -> None:
         """An utterance that could not be moderated: recorded, never silently dropped."""
-        with self.conn:
-            self.conn.execute(
-                "INSERT OR REPLACE INTO lost VALUES (?,?,?,?,?)", (stream_id, start, end, reason, now_iso())
-            )
+        row = {
+            "stream_id": stream_id,
+            "start_s": start,
+            "end_s": end,
+            "reason": reason,
+            "recorded_at": now_iso(),
+        }
+        self._tx(lambda c: c.execute(text(_LOST_UPSERT), row))
 
     def write_failures(self, stream_id: str, failures: list[SegmentFailure]) -> None:
-        """Replace the failed segments recorded for a stream (batch: poison windows)."""
+        """Replace the failed segments recorded for a stream (batch: windows given up on)."""
         ts = now_iso()
-        with self.conn:
-            self.conn.execute("DELETE FROM failed WHERE stream_id=?", (stream_id,))
-            self.conn.executemany(
-                "INSERT INTO failed VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        f.stream_id,
-                        f.index,
-                        f.source,
-                        round(f.start, 3),
-                        round(f.end, 3),
-                        f.reason,
-                        f.tries,
-                        ts,
-                    )
-                    for f in failures
-                ],
-            )
+        rows = [
+            {
+                "stream_id": f.stream_id,
+                "window_index": f.index,
+                "source": f.source,
+                "start_s": round(f.start, 3),
+                "end_s": round(f.end, 3),
+                "reason": f.reason,
+                "tries": f.tries,
+                "recorded_at": ts,
+            }
+            for f in failures
+        ]
+
+        def work(c) -> None:
+            c.execute(text("DELETE FROM failed WHERE stream_id=:s"), {"s": stream_id})
+            if rows:
+                c.execute(text(_FAILED_INSERT), rows)
+
+        self._tx(work, f"recording failed segments of {stream_id}")
 
     def count(self, table: str) -> int:
-        return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        with self.engine.connect() as c:
+            return c.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+
+    def rows(self, sql: str, **params) -> list[dict]:
+        """Read helper for reports and tests: a query's rows as dicts."""
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(text(sql), params).mappings()]
 
 
-def _utterance_row(t: Transcript) -> tuple:
+def _utterance_row(t: Transcript) -> dict:
     d = t.to_dict()
-    return (
-        d["id"],
-        d["stream_id"],
-        d["index"],
-        d["start"],
-        d["end"],
-        d["text"],
-        json.dumps(d["words"], ensure_ascii=False),
-        d["avg_logprob"],
-        d["no_speech_prob"],
-        d["filtered"],
-    )
+    return {
+        "id": d["id"],
+        "stream_id": d["stream_id"],
+        "idx": d["index"],
+        "start_s": d["start"],
+        "end_s": d["end"],
+        "text": d["text"],
+        "words": json.dumps(d["words"], ensure_ascii=False),
+        "avg_logprob": d["avg_logprob"],
+        "no_speech_prob": d["no_speech_prob"],
+        "filtered": d["filtered"],
+    }
 
 
 _VIOLATION_COLUMNS = (
@@ -342,29 +333,77 @@ _VIOLATION_COLUMNS = (
 )
 
 
-def _violation_row(v: Violation, ts: str) -> tuple:
+def _violation_row(v: Violation, ts: str) -> dict:
     d = v.to_dict()
-    return (
-        d["id"],
-        d["stream_id"],
-        d["utterance_id"],
-        d["source"],
-        d["start"],
-        d["end"],
-        d["category"],
-        d["subcategory"],
-        d["severity"],
-        d["score"],
-        d["text"],
-        json.dumps(d["evidence"], ensure_ascii=False),
-        d["basis"],
-        d["clip"],
-        d["clip_start"],
-        d["asr_model"],
-        d["classifier_version"],
-        d.get("wall_start"),
-        d.get("detected_at"),
-        d.get("latency"),
-        ts,
-        ts,
-    )
+    return {
+        "id": d["id"],
+        "stream_id": d["stream_id"],
+        "utterance_id": d["utterance_id"],
+        "source": d["source"],
+        "start_s": d["start"],
+        "end_s": d["end"],
+        "category": d["category"],
+        "subcategory": d["subcategory"],
+        "severity": d["severity"],
+        "score": d["score"],
+        "text": d["text"],
+        "evidence": json.dumps(d["evidence"], ensure_ascii=False),
+        "basis": d["basis"],
+        "clip": d["clip"],
+        "clip_start": d["clip_start"],
+        "asr_model": d["asr_model"],
+        "classifier_version": d["classifier_version"],
+        "wall_start": d.get("wall_start"),
+        "detected_at": d.get("detected_at"),
+        "latency": d.get("latency"),
+        "created_at": ts,
+        "updated_at": ts,
+    }
+
+
+_UTTERANCE_COLUMNS = (
+    "id",
+    "stream_id",
+    "idx",
+    "start_s",
+    "end_s",
+    "text",
+    "words",
+    "avg_logprob",
+    "no_speech_prob",
+    "filtered",
+)
+_STREAM_COLUMNS = (
+    "stream_id",
+    "source",
+    "duration",
+    "has_video",
+    "format",
+    "asr_model",
+    "classifier_version",
+    "utterances",
+    "violations",
+    "processed_at",
+)
+_INPUT_UPSERT = _upsert("inputs", ("source", "stream_id", "status", "error", "updated_at"), ("source",))
+_STREAM_UPSERT = _upsert("streams", _STREAM_COLUMNS, ("stream_id",))
+# a live stream row: its source, video flag and format are set once; counts are not kept live
+_LIVE_STREAM_UPSERT = _upsert(
+    "streams",
+    tuple(c for c in _STREAM_COLUMNS if c not in ("utterances", "violations")),
+    ("stream_id",),
+    keep=("source", "has_video", "format"),
+)
+_UTTERANCE_UPSERT = _upsert("utterances", _UTTERANCE_COLUMNS, ("id",), keep=("stream_id", "idx"))
+# a violation found again keeps its review status and creation time
+_VIOLATION_UPSERT = _upsert("violations", _VIOLATION_COLUMNS, ("id",), keep=("created_at",))
+_GAP_UPSERT = _upsert(
+    "gaps", ("stream_id", "start_s", "end_s", "start_wall", "end_wall", "reason"), ("stream_id", "start_s")
+)
+_LOST_UPSERT = _upsert(
+    "lost", ("stream_id", "start_s", "end_s", "reason", "recorded_at"), ("stream_id", "start_s")
+)
+_FAILED_INSERT = (
+    "INSERT INTO failed (stream_id, window_index, source, start_s, end_s, reason, tries, recorded_at) "
+    "VALUES (:stream_id, :window_index, :source, :start_s, :end_s, :reason, :tries, :recorded_at)"
+)

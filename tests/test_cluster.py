@@ -5,26 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from compare import SMALL_WINDOWS, assert_no_duplicates, failures, records, two_clips
-
-from pipeline.cli import main
+from compare import assert_no_duplicates, failures, records
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> list[str]:
-    return two_clips(tmp_path_factory.mktemp("inputs"))
-
-
-@pytest.fixture(scope="module")
-def clean(inputs, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("clean")
-    assert main(["batch", *inputs, "--out", str(out), "--no-ray", "--quiet", *SMALL_WINDOWS]) == 0
-    return out
 
 
 @pytest.fixture
@@ -53,7 +38,7 @@ def cluster():
             init_ray(load_config(overrides=["ray.num_cpus=2"]))
 
 
-def test_node_killed_during_a_batch(inputs, clean, tmp_path, cluster, monkeypatch):
+def test_node_killed_during_a_batch(fault_inputs, fault_clean, tmp_path, cluster, monkeypatch):
     import ray
 
     from pipeline.classify.classifier import Classifier
@@ -87,7 +72,7 @@ def test_node_killed_during_a_batch(inputs, clean, tmp_path, cluster, monkeypatc
     killer = threading.Thread(target=kill_node_mid_run, daemon=True)
     killer.start()
     try:
-        batch.run(inputs)
+        batch.run(fault_inputs)
     finally:
         killer.join()
         batch.shutdown()
@@ -96,7 +81,7 @@ def test_node_killed_during_a_batch(inputs, clean, tmp_path, cluster, monkeypatc
     assert removed and removed[0] >= 1, "the node was not removed while work was in flight"
     assert batch.retries >= 1
     assert failures(out) == []
-    assert records(out) == records(clean)
+    assert records(out) == records(fault_clean)
     assert_no_duplicates(out)
     # the control store may take a while to declare the node dead (its actors came back sooner)
     deadline = time.monotonic() + 90

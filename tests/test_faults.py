@@ -6,30 +6,16 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from compare import SMALL_WINDOWS, assert_no_duplicates, failures, records, two_clips
+from compare import SMALL_WINDOWS, assert_no_duplicates, failures, records
 
 from pipeline.cli import main
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> list[str]:
-    return two_clips(tmp_path_factory.mktemp("inputs"))
-
-
-@pytest.fixture(scope="module")
-def clean(inputs, tmp_path_factory) -> Path:
-    """The reference: a clean run in this process (the Ray runner gives the same records)."""
-    out = tmp_path_factory.mktemp("clean")
-    assert main(["batch", *inputs, "--out", str(out), "--no-ray", "--quiet", *SMALL_WINDOWS]) == 0
-    return out
-
-
-def test_asr_actor_killed_during_a_batch(inputs, clean, tmp_path, ray_session, monkeypatch):
+def test_asr_actor_killed_during_a_batch(fault_inputs, fault_clean, tmp_path, ray_session, monkeypatch):
     import ray
 
     from pipeline.classify.classifier import Classifier
@@ -58,7 +44,7 @@ def test_asr_actor_killed_during_a_batch(inputs, clean, tmp_path, ray_session, m
     killer = threading.Thread(target=kill_mid_run, daemon=True)
     killer.start()
     try:
-        batch.run(inputs)
+        batch.run(fault_inputs)
     finally:
         batch.shutdown()
     killer.join()
@@ -67,53 +53,55 @@ def test_asr_actor_killed_during_a_batch(inputs, clean, tmp_path, ray_session, m
     assert killed and killed[0] >= 1, "the actor was not killed while it had work"
     assert batch.retries >= 1  # its in-flight work was tried again on the restarted actor
     assert failures(out) == []
-    assert records(out) == records(clean)
+    assert records(out) == records(fault_clean)
     assert_no_duplicates(out)
 
 
-def test_poison_segment_that_kills_its_worker(inputs, clean, tmp_path, ray_session, monkeypatch, capsys):
+def test_poison_segment_that_kills_its_worker(
+    fault_inputs, fault_clean, tmp_path, ray_session, monkeypatch, capsys
+):
     """The window holding utterance 1 of room_b kills the ASR process every time: after
     ray.max_tries tries it is recorded, the actor is back, and the rest goes on."""
     monkeypatch.setenv("LIVEMOD_FAULTS", "asr.exit=room_b:1")
     monkeypatch.setenv("LIVEMOD_FAULTS_STATE", str(tmp_path))
     out = tmp_path / "out"
-    assert main(["batch", *inputs, "--out", str(out), "--quiet", "--no-clips", *SMALL_WINDOWS]) == 1
+    assert main(["batch", *fault_inputs, "--out", str(out), "--quiet", "--no-clips", *SMALL_WINDOWS]) == 1
     assert "1 segment(s) failed" in capsys.readouterr().out
     (f,) = failures(out)
     assert f["stream_id"].startswith("room_b") and f["tries"] == 3
     # three real tries, each on a live worker that it killed (not calls bounced off a dead one)
     assert (tmp_path / "asr.exits").read_text().splitlines() == ["room_b:1"] * 3
     assert "died" in f["reason"].lower() or "actor" in f["reason"].lower(), f["reason"]
-    mine, theirs = records(out, skip=[f]), records(clean, skip=[f])
+    mine, theirs = records(out, skip=[f]), records(fault_clean, skip=[f])
     # clips were not cut in this run: compare everything else
     assert [v[:-1] for v in mine["violations"]] == [v[:-1] for v in theirs["violations"]]
     assert mine["transcripts"] == theirs["transcripts"] and mine["streams"] == theirs["streams"]
-    assert len(mine["transcripts"]) == len(records(clean)["transcripts"]) - 1
+    assert len(mine["transcripts"]) == len(records(fault_clean)["transcripts"]) - 1
     assert_no_duplicates(out)
 
 
-def test_decoder_crash_every_time(inputs, clean, tmp_path, ray_session, monkeypatch):
+def test_decoder_crash_every_time(fault_inputs, fault_clean, tmp_path, ray_session, monkeypatch):
     """Preparing room_a crashes at its window with utterance 2, every try: the windows before it
     stand, the rest of the stream is recorded as failed, the other input is untouched."""
     monkeypatch.setenv("LIVEMOD_FAULTS", "prepare.raise=room_a:2")
     out = tmp_path / "out"
-    assert main(["batch", *inputs, "--out", str(out), "--quiet", "--no-clips", *SMALL_WINDOWS]) == 1
+    assert main(["batch", *fault_inputs, "--out", str(out), "--quiet", "--no-clips", *SMALL_WINDOWS]) == 1
     (f,) = failures(out)
     assert f["stream_id"].startswith("room_a") and f["tries"] == 3 and f["reason"].startswith("decoding")
     assert f["end"] == pytest.approx(15.2, abs=0.3)
-    mine, theirs = records(out, skip=[f]), records(clean, skip=[f])
+    mine, theirs = records(out, skip=[f]), records(fault_clean, skip=[f])
     assert [v[:-1] for v in mine["violations"]] == [v[:-1] for v in theirs["violations"]]
     assert mine["transcripts"] == theirs["transcripts"]
 
 
-def test_classifier_actor_crash_is_retried(inputs, clean, tmp_path, ray_session, monkeypatch):
+def test_classifier_actor_crash_is_retried(fault_inputs, fault_clean, tmp_path, ray_session, monkeypatch):
     """The classifier's process dies once, on a window of room_a: Ray restarts it, the window is
     tried again, and the records equal the clean run's with nothing failed."""
     monkeypatch.setenv("LIVEMOD_FAULTS", "classify.exit_once=room_a:1")
     monkeypatch.setenv("LIVEMOD_FAULTS_STATE", str(tmp_path))
     out = tmp_path / "out"
-    assert main(["batch", *inputs, "--out", str(out), "--quiet", *SMALL_WINDOWS]) == 0
+    assert main(["batch", *fault_inputs, "--out", str(out), "--quiet", *SMALL_WINDOWS]) == 0
     assert (tmp_path / "classify.room_a_1.done").exists()  # it did die
     assert failures(out) == []
-    assert records(out) == records(clean)
+    assert records(out) == records(fault_clean)
     assert_no_duplicates(out)

@@ -11,23 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from compare import ROOT, SMALL_WINDOWS, assert_no_duplicates, failures, records, two_clips
+from compare import ROOT, SMALL_WINDOWS, assert_no_duplicates, failures, records
 
 from pipeline.cli import main
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> list[str]:
-    return two_clips(tmp_path_factory.mktemp("inputs"))
-
-
-@pytest.fixture(scope="module")
-def clean(inputs, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("clean")
-    assert main(["batch", *inputs, "--out", str(out), "--no-ray", "--quiet", *SMALL_WINDOWS]) == 0
-    return out
 
 
 def _windows_done(manifest: Path, source: str) -> int:
@@ -40,38 +28,40 @@ def _windows_done(manifest: Path, source: str) -> int:
         return 0
 
 
-def test_killed_run_resumes_to_the_clean_records(inputs, clean, tmp_path):
+def test_killed_run_resumes_to_the_clean_records(fault_inputs, fault_clean, tmp_path):
     """SIGKILL a batch run in the middle of its second stream, start it again with the same
     --out: the first stream is not redone, the second redoes only its unfinished windows, and
     the outputs equal a clean run's (no loss, no duplicates)."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pipeline", "batch", *inputs, "--out", str(out), "--no-ray", "--quiet"]
+    cmd = [sys.executable, "-m", "pipeline", "batch", *fault_inputs, "--out", str(out), "--no-ray", "--quiet"]
     cmd += SMALL_WINDOWS
     env = {**os.environ, "LIVEMOD_FAULTS": "asr.sleep=1.5"}  # slow windows, so the kill lands mid-stream
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
-    while _windows_done(out / "manifest.db", inputs[1]) < 1:
+    while _windows_done(out / "manifest.db", fault_inputs[1]) < 1:
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.monotonic() < deadline, "the run never reached its second stream"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = _windows_done(out / "manifest.db", inputs[1])
+    done_before = _windows_done(out / "manifest.db", fault_inputs[1])
     assert 1 <= done_before < 3
 
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"1 finished stream(s) and {done_before} window(s) taken from an earlier run" in again.stderr
-    assert records(out) == records(clean)
+    assert records(out) == records(fault_clean)
     assert_no_duplicates(out)
 
 
-def test_poison_segment_is_recorded_and_the_stream_goes_on(inputs, clean, tmp_path, monkeypatch, capsys):
+def test_poison_segment_is_recorded_and_the_stream_goes_on(
+    fault_inputs, fault_clean, tmp_path, monkeypatch, capsys
+):
     """A window that raises every time is tried ray.max_tries times, recorded in failed.jsonl
     and the database with its reason, and every other record equals the clean run's."""
     monkeypatch.setenv("LIVEMOD_FAULTS", "asr.raise=room_b:1")
     out = tmp_path / "out"
-    code = main(["batch", *inputs, "--out", str(out), "--no-ray", "--quiet", *SMALL_WINDOWS])
+    code = main(["batch", *fault_inputs, "--out", str(out), "--no-ray", "--quiet", *SMALL_WINDOWS])
     assert code == 1  # something was not moderated: say so
     printed = capsys.readouterr().out
     assert "1 segment(s) failed" in printed
@@ -82,14 +72,14 @@ def test_poison_segment_is_recorded_and_the_stream_goes_on(inputs, clean, tmp_pa
         rows = db.execute("SELECT stream_id, start_s, end_s, tries, reason FROM failed").fetchall()
         status = dict(db.execute("SELECT source, status FROM inputs").fetchall())
     assert rows == [(f["stream_id"], f["start"], f["end"], 3, f["reason"])]
-    assert status == {inputs[0]: "done", inputs[1]: "partial"}
+    assert status == {fault_inputs[0]: "done", fault_inputs[1]: "partial"}
     # the rest of room_b was moderated: everything outside the failed window is as in a clean run
-    assert records(out, skip=[f]) == records(clean, skip=[f])
-    assert len(records(out)["transcripts"]) < len(records(clean)["transcripts"])
+    assert records(out, skip=[f]) == records(fault_clean, skip=[f])
+    assert len(records(out)["transcripts"]) < len(records(fault_clean)["transcripts"])
 
     # the poison gone (a fixed model, say), a new run retries only that window
     monkeypatch.delenv("LIVEMOD_FAULTS")
-    assert main(["batch", *inputs, "--out", str(out), "--no-ray", "--quiet", *SMALL_WINDOWS]) == 0
-    assert records(out) == records(clean)
+    assert main(["batch", *fault_inputs, "--out", str(out), "--no-ray", "--quiet", *SMALL_WINDOWS]) == 0
+    assert records(out) == records(fault_clean)
     assert failures(out) == []
     assert "1 finished stream(s) and 2 window(s)" in capsys.readouterr().err

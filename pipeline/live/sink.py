@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.config import Config
 from pipeline.records import Transcript, Violation
-from pipeline.sinks import Database, dumps
+from pipeline.sinks import Database, database_target, dumps
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,7 @@ class LiveSink:
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.config = config
-        db = Path(config.output.database)
-        self.db = Database(db if db.is_absolute() else self.out / db)
+        self.db = Database(database_target(self.out, config.output.database))
         self._violations = open(self.out / "violations.jsonl", "a", encoding="utf-8")
         self._transcripts: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -133,20 +132,15 @@ class LiveSink:
         return self._transcripts[stream_id]
 
     def clip_done(self, violation_ids: list[str], clip: str, clip_start: float) -> None:
-        with self._lock, self.db.conn:
-            self.db.conn.executemany(
-                "UPDATE violations SET clip=?, clip_start=? WHERE id=?",
-                [(clip, clip_start, vid) for vid in violation_ids],
-            )
+        with self._lock:
+            self.db.set_clip(violation_ids, clip, clip_start)
 
     def clip_failed(self, violation_ids: list[str], reason: str) -> None:
         log.warning("clip failed for %d violation(s): %s", len(violation_ids), reason)
         if self.metrics:
             self.metrics.failures.labels("clip").inc()
-        with self._lock, self.db.conn:
-            self.db.conn.executemany(
-                "UPDATE violations SET clip='' WHERE id=?", [(v,) for v in violation_ids]
-            )
+        with self._lock:
+            self.db.set_clip(violation_ids, "")
 
     def gap(
         self, stream_id: str, start: float, end: float, start_wall: float, end_wall: float, reason: str

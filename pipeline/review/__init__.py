@@ -1,0 +1,1 @@
+"""The review console for moderators: web app, accounts, queue, decisions and exports."""
