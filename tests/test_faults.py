@@ -80,9 +80,11 @@ def test_poison_segment_that_kills_its_worker(
     assert_no_duplicates(out)
 
 
-def test_decoder_crash_every_time(fault_inputs, fault_clean, tmp_path, ray_session, monkeypatch):
+def test_decoder_crash_every_time(fault_inputs, fault_clean, tmp_path, ray_session, monkeypatch, capsys):
     """Preparing room_a crashes at its window with utterance 2, every try: the windows before it
-    stand, the rest of the stream is recorded as failed, the other input is untouched."""
+    stand, the rest of the stream is recorded as failed, the other input is untouched.  Then,
+    the crash gone, the same command on Ray resumes: room_b is not redone, room_a's first two
+    windows come from the manifest, and the records are the clean run's."""
     monkeypatch.setenv("LIVEMOD_FAULTS", "prepare.raise=room_a:2")
     out = tmp_path / "out"
     assert main(["batch", *fault_inputs, "--out", str(out), "--quiet", "--no-clips", *SMALL_WINDOWS]) == 1
@@ -92,6 +94,16 @@ def test_decoder_crash_every_time(fault_inputs, fault_clean, tmp_path, ray_sessi
     mine, theirs = records(out, skip=[f]), records(fault_clean, skip=[f])
     assert [v[:-1] for v in mine["violations"]] == [v[:-1] for v in theirs["violations"]]
     assert mine["transcripts"] == theirs["transcripts"]
+
+    monkeypatch.delenv("LIVEMOD_FAULTS")
+    capsys.readouterr()
+    assert main(["batch", *fault_inputs, "--out", str(out), "--quiet", "--no-clips", *SMALL_WINDOWS]) == 0
+    assert "1 finished stream(s) and 2 window(s) taken from an earlier run" in capsys.readouterr().err
+    assert failures(out) == []
+    mine, theirs = records(out), records(fault_clean)
+    assert [v[:-1] for v in mine["violations"]] == [v[:-1] for v in theirs["violations"]]
+    assert mine["transcripts"] == theirs["transcripts"] and mine["db_utterances"] == theirs["db_utterances"]
+    assert_no_duplicates(out)
 
 
 def test_classifier_actor_crash_is_retried(fault_inputs, fault_clean, tmp_path, ray_session, monkeypatch):
