@@ -5,7 +5,7 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import CLIP, STREAM
+from conftest import CLIP, STREAM, read_jsonl
 
 from pipeline.asr.cer import cer, edit_distance, normalize
 from pipeline.asr.convert import model_dims, read_ct2_model
@@ -23,6 +23,8 @@ def test_cer_ignores_punctuation_space_width_and_script():
     assert edit_distance("kitten", "sitting") == 3
     assert cer("包治百病", "包制摆病") == pytest.approx(0.5)
     assert cer("", "") == 0.0 and cer("", "多") == 1.0
+    assert normalize("原价1999，今天99，打8.5折，50%") == "原价一千九百九十九今天九十九打八点五折百分之五十"
+    assert normalize("10 100 1005 20000") == "十一百一千零五二万"
 
 
 # -- conversion -----------------------------------------------------------------------------
@@ -197,3 +199,19 @@ def test_backends_agree_on_the_demo_stream(asr_stage, config, stream_truth):
     truth = "".join(r["text"] for r in stream_truth if r["end"] <= windows[-1].utterances[-1].end + 0.5)
     for text in texts.values():
         assert cer(truth, text) <= 0.25
+
+
+def test_local_runner_sends_windows_in_batches(tmp_path):
+    """Batch mode without Ray, three one-utterance windows decoded in one batch."""
+    out = tmp_path / "out"
+    code = main(
+        ["batch", str(CLIP), "--out", str(out), "--no-ray", "--no-clips", "--quiet"]
+        + ["--set", "asr.window_s=6", "--set", "asr.batch_size=3", "--set", "output.report=false"]
+    )
+    assert code == 0
+    (transcript,) = (out / "transcripts").glob("*.jsonl")
+    rows = read_jsonl(transcript)
+    assert len(rows) == 3 and all(r["text"] for r in rows)
+    assert [r["start"] for r in rows] == sorted(r["start"] for r in rows)
+    assert "国家领导人" in rows[2]["text"]
+    assert read_jsonl(out / "violations.jsonl")

@@ -75,6 +75,14 @@ def run_local(sources: Iterable[str], config: Config, writer, progress: Progress
         stage.setup()
     for source in sources:
         state = StreamState(source)
+        pending: list = []  # (index, window) waiting for a batch of asr.batch_size
+
+        def flush(state=state, pending=pending, source=source) -> None:
+            for (k, window), transcripts in zip(pending, asr.process_many([w for _, w in pending])):
+                state.add(k, transcripts, classify.process(transcripts, source))
+                progress.advance(window.stream_id, window.utterances[-1].end)
+            pending.clear()
+
         for k, item in enumerate(prepare.process(source)):
             if isinstance(item, Failure):
                 state.fail(item.reason)
@@ -82,9 +90,10 @@ def run_local(sources: Iterable[str], config: Config, writer, progress: Progress
                 state.result.stream = item
                 progress.add_stream(item)
             else:
-                transcripts = asr.process(item)
-                state.add(k, transcripts, classify.process(transcripts, source))
-                progress.advance(item.stream_id, item.utterances[-1].end)
+                pending.append((k, item))
+                if len(pending) >= config.asr.batch_size:
+                    flush()
+        flush()
         result = state.finish()
         progress.finish_stream(result)
         writer.submit(result)

@@ -44,6 +44,10 @@ class AsrActor:
     def process(self, window: Window):
         return self.stage.process(window)
 
+    def process_batch(self, windows: list[Window]):
+        """Several windows of one stream decoded together; their transcripts in order."""
+        return [t for transcripts in self.stage.process_many(windows) for t in transcripts]
+
 
 @ray.remote(num_cpus=0)
 class ClassifyActor:
@@ -99,7 +103,8 @@ class RayBatch:
         self.asr = _Pool([AsrActor.remote(config) for _ in range(config.asr.workers)])
         self.classifier = ClassifyActor.remote(config)
         self.backlog = rc.max_inflight_windows
-        self.generators: dict = {}  # ObjectRefGenerator -> [StreamState, preparer, item count]
+        self.batch_size = config.asr.batch_size
+        self.generators: dict = {}  # ObjectRefGenerator -> [StreamState, preparer, item count, batch]
         self.inflight: dict = {}  # violations ref -> (StreamState, item, transcripts ref, actor)
         self.open: dict[int, int] = {}  # id(StreamState) -> windows in flight
 
@@ -133,11 +138,11 @@ class RayBatch:
             .remote(source)
         )
         state = StreamState(source)
-        self.generators[gen] = [state, p, 0]
+        self.generators[gen] = [state, p, 0, []]
         self.open[id(state)] = 0
 
     def _pull(self, gen) -> None:
-        state, p, k = self.generators[gen]
+        state, p, k, batch = self.generators[gen]
         try:
             item = ray.get(next(gen))
         except StopIteration:
@@ -146,6 +151,7 @@ class RayBatch:
             state.fail(f"preparing failed: {_one_line(exc)}")
             item = None
         if item is None:
+            self._dispatch(state, batch)
             del self.generators[gen]
             self.free.append(p)
             self._maybe_finish(state)
@@ -157,11 +163,23 @@ class RayBatch:
             state.result.stream = item
             self.progress.add_stream(item)
         else:
-            actor = self.asr.take()
-            t_ref = self.asr.actors[actor].process.remote(item)
-            v_ref = self.classifier.process.remote(t_ref, state.result.source)
-            self.inflight[v_ref] = (state, k, t_ref, actor)
-            self.open[id(state)] += 1
+            batch.append((k, item))
+            if len(batch) >= self.batch_size:
+                self._dispatch(state, batch)
+
+    def _dispatch(self, state: StreamState, batch: list) -> None:
+        """Send windows (one, or a batch of asr.batch_size) to an ASR actor, then the classifier."""
+        if not batch:
+            return
+        actor = self.asr.take()
+        if len(batch) == 1:
+            t_ref = self.asr.actors[actor].process.remote(batch[0][1])
+        else:
+            t_ref = self.asr.actors[actor].process_batch.remote([w for _, w in batch])
+        v_ref = self.classifier.process.remote(t_ref, state.result.source)
+        self.inflight[v_ref] = (state, batch[0][0], t_ref, actor)
+        self.open[id(state)] += 1
+        batch.clear()
 
     def _complete(self, ref) -> None:
         state, k, t_ref, actor = self.inflight.pop(ref)
