@@ -124,8 +124,10 @@ def test_a_checkpoint_given_to_faster_whisper_says_which_backend_to_use(tmp_path
         resolve_model(str(tmp_path / "model.pt"))
 
 
-def test_batch_with_a_missing_model_stops_with_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.mark.parametrize("switch", ["HF_HUB_OFFLINE", "LIVEMOD_OFFLINE"])
+def test_batch_with_a_missing_model_stops_with_one_line(tmp_path, monkeypatch, capsys, switch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv(switch, "1")
     code = main(["batch", str(CLIP), "--out", str(tmp_path), "--no-ray", "--asr-model", "no-such-model-xyz"])
     assert code == 2
     err = capsys.readouterr().err

@@ -171,7 +171,7 @@ def ensure_model(config: AsrConfig) -> str:
     """
     import os
 
-    from pipeline.asr.weights import WeightsError, resolve_model, resolve_openai_model
+    from pipeline.asr.weights import WeightsError, offline, resolve_model, resolve_openai_model
 
     if config.backend == "openai-whisper":
         from pipeline.asr.openai_whisper import named_checkpoint
@@ -183,7 +183,7 @@ def ensure_model(config: AsrConfig) -> str:
         from faster_whisper.utils import download_model
 
         try:
-            return download_model(target, local_files_only=bool(os.environ.get("HF_HUB_OFFLINE")))
+            return download_model(target, local_files_only=offline())
         except Exception as exc:
             raise WeightsError(
                 f"Whisper model {config.model!r} is neither a local folder nor reachable by name "

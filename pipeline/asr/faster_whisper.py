@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline.asr.backend import RawSegment, WhisperBackend
-from pipeline.asr.weights import WeightsError, resolve_model
+from pipeline.asr.weights import WeightsError, offline, resolve_model
 from pipeline.records import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,13 @@ class FasterWhisperAsr(WhisperBackend):
         compute = c.compute_type
         if device == "cpu" and compute == "float16":
             compute = "float32"
-        offline = bool(os.environ.get("HF_HUB_OFFLINE"))
         try:
             self.model = WhisperModel(
-                path, device=device, compute_type=compute, cpu_threads=c.cpu_threads, local_files_only=offline
+                path,
+                device=device,
+                compute_type=compute,
+                cpu_threads=c.cpu_threads,
+                local_files_only=offline(),
             )
         except Exception as exc:
             if os.path.isdir(path):

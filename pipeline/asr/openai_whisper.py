@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline.asr.backend import RawSegment, WhisperBackend
-from pipeline.asr.weights import WeightsError, resolve_openai_model
+from pipeline.asr.weights import WeightsError, offline, resolve_openai_model
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def named_checkpoint(name: str) -> str:
     path = os.path.join(root, os.path.basename(whisper._MODELS[name]))
     if os.path.isfile(path):
         return path
-    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("LIVEMOD_OFFLINE"):
+    if offline():
         raise WeightsError(f"Whisper model {name!r} is not in {root} and downloads are off (offline)")
     try:
         whisper._download(whisper._MODELS[name], root, False)

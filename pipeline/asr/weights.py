@@ -31,6 +31,11 @@ class WeightsError(RuntimeError):
     """The requested model cannot be found or is damaged."""
 
 
+def offline() -> bool:
+    """Downloads are off: ``HF_HUB_OFFLINE`` or ``LIVEMOD_OFFLINE`` is set (either backend)."""
+    return bool(os.environ.get("HF_HUB_OFFLINE") or os.environ.get("LIVEMOD_OFFLINE"))
+
+
 def cache_root() -> Path:
     root = os.environ.get("LIVEMOD_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "livemod"
