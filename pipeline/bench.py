@@ -1,13 +1,22 @@
-"""``livemod bench batch``: the whole pipeline against bare faster-whisper on the same audio.
+"""Benchmarks.
 
+``livemod bench batch``: the whole pipeline against bare faster-whisper on the same audio.
 Both sides use the same weights, compute type, threads and beam size.  Model loading and Ray
 start-up are one-off costs and are timed apart from the processing itself, which is what
 grows with hours of audio; the pipeline's cold total (start-up included) is printed too.
+
+``livemod bench asr``: the ``whisper`` CLI as a user runs it (the baseline) against both of
+livemod's backends on the same audio and the same bundled weights, each row in its own
+process, from a cold start to the finished transcript: wall time, real-time factor, peak
+memory (the process's high-water RSS) and character error rate against the reference text.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -197,3 +206,217 @@ def bench_live(config: Config, streams: int, duration: float, media: str | None,
     )
     print(f"CPU use of the machine during the run: {100 * (busy1 - busy0) / max(1.0, total1 - total0):.0f}%")
     return 0
+
+
+# -- bench asr --------------------------------------------------------------------------------
+
+ASR_ROWS: dict[str, tuple[str, dict]] = {  # in the order they run: the default next to the baseline
+    "cli": ("whisper CLI (openai-whisper, baseline)", {}),
+    "fw-int8": (
+        "livemod faster-whisper int8 (default)",
+        {"backend": "faster-whisper", "compute_type": "int8"},
+    ),
+    "fw-batched": (
+        "livemod faster-whisper int8, batch_size 4",
+        {"backend": "faster-whisper", "compute_type": "int8", "batch_size": 4},
+    ),
+    "fw-float32": (
+        "livemod faster-whisper float32",
+        {"backend": "faster-whisper", "compute_type": "float32"},
+    ),
+    "openai": ("livemod openai-whisper float32", {"backend": "openai-whisper", "compute_type": "float32"}),
+}
+
+
+def _asr_prepare(config_json: str, audio: str, out: str) -> None:
+    """What the pipeline's prepare worker does, in its own process: decode, VAD, pack windows."""
+    import pickle
+
+    from pipeline.config import Config
+    from pipeline.stages import PrepareStage
+
+    config = Config.model_validate_json(Path(config_json).read_text())
+    windows = list(PrepareStage(config).process(audio))[1:]
+    Path(out).write_bytes(pickle.dumps(windows))
+
+
+def _asr_row(config_json: str, windows_pickle: str, out: str) -> None:
+    """What an ASR worker does, in its own process: load the model, transcribe every window."""
+    import pickle
+
+    from pipeline.config import Config
+    from pipeline.stages import AsrStage
+
+    config = Config.model_validate_json(Path(config_json).read_text())
+    windows = pickle.loads(Path(windows_pickle).read_bytes())
+    asr = AsrStage(config.asr)
+    t0 = time.perf_counter()
+    asr.setup()
+    t1 = time.perf_counter()
+    transcripts = [t for ts in asr.process_many(windows) for t in ts]
+    t2 = time.perf_counter()
+    result = {
+        "text": "".join(t.text for t in transcripts),
+        "load_s": t1 - t0,
+        "asr_s": t2 - t1,
+        "windows": len(windows),
+        "model": asr.model_name,
+    }
+    Path(out).write_text(json.dumps(result, ensure_ascii=False))
+
+
+def _run_measured(cmd: list[str], env: dict, log: Path) -> tuple[int, float, float, float]:
+    """Run ``cmd``: (exit code, wall s, CPU s, peak RSS in MB), CPU and peak of it and its children."""
+    with open(log, "wb") as f:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return proc.returncode, wall, cpu, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def _whisper_cli(config: Config, audio: str, checkpoint: str, outdir: str) -> list[str]:
+    """The whisper CLI as a user runs it, with the same language, prompt and beam as livemod."""
+    exe = Path(sys.executable).parent / "whisper"
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "whisper"]
+    c = config.asr
+    return cmd + [
+        audio,
+        "--model", checkpoint,
+        "--language", c.language,
+        "--initial_prompt", c.initial_prompt,
+        "--beam_size", str(c.beam_size),
+        "--fp16", "False",
+        "--output_format", "txt",
+        "--output_dir", outdir,
+        "--verbose", "False",
+    ]  # fmt: skip
+
+
+def _load_avg() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "?"
+
+
+def bench_asr(
+    config: Config, audio_path: str | None, rows: str | None = None, truth: str | None = None
+) -> int:
+    from pipeline.asr.cer import cer
+    from pipeline.asr.weights import bundled_model_dir, openai_checkpoint_for
+    from pipeline.evaluate import read_jsonl
+    from pipeline.media import find_ffmpeg
+
+    source = str(audio_path or DEMO_STREAM)
+    names = [r.strip() for r in rows.split(",")] if rows else list(ASR_ROWS)
+    unknown = [r for r in names if r not in ASR_ROWS]
+    if unknown:
+        raise ValueError(f"unknown rows {', '.join(unknown)}; choose from {', '.join(ASR_ROWS)}")
+    truth_path = Path(truth) if truth else (DEMO_STREAM.parent / "truth.jsonl" if not audio_path else None)
+    reference = "".join(r["text"] for r in read_jsonl(truth_path)) if truth_path else None
+    seconds = probe(source).duration
+    checkpoint = str(openai_checkpoint_for(bundled_model_dir()))  # converted before any timing
+    print(f"audio: {source} ({seconds:.1f} s); reference: {truth_path or 'none (no CER)'}")
+    print(
+        f"model: bundled Whisper base; language {config.asr.language}, beam {config.asr.beam_size}, "
+        f"same initial prompt; {os.cpu_count()} cores, load average {_load_avg()} at the start"
+    )
+    print(
+        "each step is a separate process timed from its start (imports and model load included);\n"
+        "a livemod row = its prepare process (decode, VAD, windows: done once, its time added to\n"
+        "every row) + its ASR process, whose peak memory is what one ASR worker needs\n"
+    )
+    results: dict[str, tuple[float, float, float, float | None]] = {}
+    texts: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="livemod-bench-asr-") as tmp:
+        tmpdir = Path(tmp)
+        bindir = tmpdir / "bin"  # the whisper CLI calls `ffmpeg`: the one livemod uses
+        bindir.mkdir()
+        os.symlink(find_ffmpeg(config.media.ffmpeg), bindir / "ffmpeg")
+        env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+        windows = tmpdir / "windows.pkl"
+        prep_wall = prep_cpu = 0.0
+        if any(n != "cli" for n in names):
+            cfg_file = tmpdir / "prepare.json"
+            cfg_file.write_text(config.model_dump_json())
+            cmd = [sys.executable, "-m", "pipeline.bench", "asr-prepare", str(cfg_file), source, str(windows)]
+            code, prep_wall, prep_cpu, prep_peak = _run_measured(cmd, env, tmpdir / "prepare.log")
+            if code != 0:
+                raise RuntimeError(
+                    f"preparing {source} failed: {(tmpdir / 'prepare.log').read_text()[-500:]}"
+                )
+            print(
+                f"livemod prepare process (decode, VAD, windows): {prep_wall:.1f} s wall, "
+                f"{prep_cpu:.1f} s CPU, peak {prep_peak:.0f} MB\n"
+            )
+        print(
+            f"{'':44s} {'wall s':>7s} {'RTF':>6s} {'CPU s':>7s} {'peak MB':>8s} {'CER':>6s} "
+            f"{'vs CLI: wall':>12s} {'CPU':>6s}"
+        )
+        for name in names:
+            label, update = ASR_ROWS[name]
+            log = tmpdir / f"{name}.log"
+            if name == "cli":
+                outdir = tmpdir / "cli"
+                cmd = _whisper_cli(config, source, checkpoint, str(outdir))
+                code, wall, cpu, peak = _run_measured(cmd, env, log)
+                txt = outdir / f"{Path(source).stem}.txt"
+                text = txt.read_text(encoding="utf-8") if code == 0 and txt.is_file() else None
+            else:
+                row_config = config.model_copy(update={"asr": config.asr.model_copy(update=update)})
+                cfg_file, out = tmpdir / f"{name}.json", tmpdir / f"{name}.out.json"
+                cfg_file.write_text(row_config.model_dump_json())
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "pipeline.bench",
+                    "asr-row",
+                    str(cfg_file),
+                    str(windows),
+                    str(out),
+                ]
+                code, wall, cpu, peak = _run_measured(cmd, env, log)
+                wall, cpu = wall + prep_wall, cpu + prep_cpu
+                text = json.loads(out.read_text())["text"] if code == 0 and out.is_file() else None
+            if text is None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+                print(f"{label:44s} failed (exit {code}): {' | '.join(tail)}")
+                continue
+            error = cer(reference, text) if reference is not None else None
+            results[name] = (wall, cpu, peak, error)
+            texts[name] = text
+            base = results.get("cli")
+            cer_text = "-" if error is None else f"{100 * error:5.1f}%"
+            vs_wall = "-" if base is None else f"{base[0] / wall:.2f}×"
+            vs_cpu = "-" if base is None else f"{base[1] / cpu:.2f}×"
+            print(
+                f"{label:44s} {wall:7.1f} {wall / seconds:6.3f} {cpu:7.1f} {peak:8.0f} {cer_text:>6s} "
+                f"{vs_wall:>12s} {vs_cpu:>6s}",
+                flush=True,
+            )
+    if "openai" in texts and len(texts) > 1:
+        print("\nCER between transcripts (the same weights; reference: livemod openai-whisper float32):")
+        for name, text in texts.items():
+            if name != "openai":
+                print(f"  {ASR_ROWS[name][0]:44s} {100 * cer(texts['openai'], text):5.1f}%")
+    print(f"\nload average at the end: {_load_avg()} (other work on the machine inflates wall times;")
+    print("CPU time much less so; the ratios between rows of one run are what to compare)")
+    if "cli" in results and "fw-int8" in results:
+        (bw, bc, bp, be), (w, c, p, e) = results["cli"], results["fw-int8"]
+        ok_cer = "" if be is None else f", CER {100 * e:.1f}% vs {100 * be:.1f}% (target: ≤)"
+        print(
+            f"default backend (faster-whisper int8): {bw / w:.1f}× faster than the whisper CLI in wall "
+            f"time, {bc / c:.1f}× in CPU time (target ≥ 6×), peak {p:.0f} MB (target ≤ 600; "
+            f"CLI {bp:.0f} MB){ok_cer}"
+        )
+    return 0
+
+
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] in ("asr-prepare", "asr-row"):
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    (_asr_prepare if sys.argv[1] == "asr-prepare" else _asr_row)(sys.argv[2], sys.argv[3], sys.argv[4])

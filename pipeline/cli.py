@@ -31,6 +31,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
 
 
+def _backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--asr-backend",
+        choices=["faster-whisper", "openai-whisper"],
+        help="Whisper implementation (default from the config: faster-whisper)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livemod", description=__doc__)
     parser.add_argument("--version", action="version", version=f"livemod {__version__}")
@@ -42,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--glob", default="*", help="in folders, only files matching this pattern")
     b.add_argument("--address", help="Ray cluster to join (host:port or 'auto'); default: local Ray")
     b.add_argument("--no-ray", action="store_true", help="run in this process without Ray")
-    b.add_argument("--asr-model", help="bundled, a local CTranslate2 model folder, or a model name")
+    b.add_argument(
+        "--asr-model",
+        help="bundled, a CTranslate2 model folder, a .pt checkpoint (openai-whisper), or a name",
+    )
+    _backend(b)
     b.add_argument("--asr-workers", type=int, help="ASR actors in the pool")
     b.add_argument("--no-clips", action="store_true", help="do not cut clips")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -63,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--no-ray", action="store_true", help="run in this process without Ray")
     lv.add_argument("--webhook", help="POST each violation to this URL (secret in $LIVEMOD_WEBHOOK_SECRET)")
     lv.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    _backend(lv)
     _common(lv)
 
     c = sub.add_parser("classify", help="classify text lines or JSONL ({id, text})")
@@ -100,16 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("bench", help="benchmarks")
     k.add_argument(
         "what",
-        choices=["batch", "classify", "live", "review"],
+        choices=["batch", "classify", "live", "asr", "review"],
         help="batch: whole pipeline vs bare faster-whisper; classify: classifier throughput; "
-        "live: latency of N concurrent real-time streams",
+        "live: latency of N concurrent real-time streams; asr: the whisper CLI vs both backends; "
+        "review: the review console over 100k violations",
     )
     k.add_argument("--audio", default=None, help="media file (default: the demo stream)")
     k.add_argument("--streams", type=int, default=1, help="bench live: concurrent streams")
     k.add_argument("--duration", type=float, default=120.0, help="bench live: seconds of each stream")
     k.add_argument("--data", default=None, help="JSONL with text for bench classify (default: test split)")
     k.add_argument("--no-ray", action="store_true", help="time the in-process runner instead of Ray")
-    k.add_argument("--rows", type=int, default=100_000, help="bench review: violations to seed")
+    k.add_argument("--count", type=int, default=100_000, help="bench review: violations to seed")
+    k.add_argument(
+        "--rows",
+        default=None,
+        help="bench asr: comma-separated subset of cli,openai,fw-int8,fw-float32,fw-batched (default: all)",
+    )
+    k.add_argument(
+        "--truth", default=None, help="bench asr: JSONL with the reference text (default: demo truth)"
+    )
+    _backend(k)
     _common(k)
     return parser
 
@@ -119,6 +142,7 @@ def _config(args) -> Config:
     flags = (
         ("asr_model", "asr.model"),
         ("asr_workers", "asr.workers"),
+        ("asr_backend", "asr.backend"),
         ("address", "ray.address"),
         ("webhook", "live.webhook.url"),
         ("metrics_port", "metrics.port"),
@@ -132,6 +156,17 @@ def _config(args) -> Config:
     if getattr(args, "no_ray", False):
         overrides.append("ray.enabled=false")
     return load_config(args.config, overrides)
+
+
+def _check_model(config: Config) -> None:
+    """A missing Whisper model is one clear error before anything starts (exit 2)."""
+    from pipeline.asr.backend import ensure_model
+    from pipeline.asr.weights import WeightsError
+
+    try:
+        ensure_model(config.asr)
+    except WeightsError as exc:
+        raise ConfigError(f"asr.model: {exc}") from None
 
 
 def expand_inputs(inputs: list[str], pattern: str = "*") -> list[str]:
@@ -160,6 +195,7 @@ def cmd_batch(args) -> int:
     if not sources:
         print("livemod batch: no input files found", file=sys.stderr)
         return EXIT_USAGE
+    _check_model(config)
     started = time.monotonic()
     results, report, warnings = run_batch(sources, config, Path(args.out), progress=not args.quiet)
     print(summary_table(results, time.monotonic() - started))
@@ -199,6 +235,7 @@ def cmd_live(args) -> int:
     if not streams:
         print("livemod live: no sources (give URLs or list live.streams in the config)", file=sys.stderr)
         return EXIT_USAGE
+    _check_model(config)
     out = Path(args.out)
     if config.ray.enabled:
         from pipeline.runners.ray_live import run_live_ray as run
@@ -301,12 +338,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from pipeline.bench import bench_batch, bench_classify, bench_live
+    from pipeline.bench import bench_asr, bench_batch, bench_classify, bench_live
 
     if args.what == "review":
         from pipeline.review.bench import bench_review
 
-        return bench_review(args.rows)
+        return bench_review(args.count)
+    if args.what == "asr":
+        return bench_asr(_config(args), args.audio, args.rows, args.truth)
     if args.what == "classify":
         return bench_classify(_config(args), args.data)
     if args.what == "live":

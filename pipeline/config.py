@@ -61,10 +61,26 @@ class HallucinationConfig(_Section):
 
 
 class AsrConfig(_Section):
-    backend: Literal["faster-whisper"] = "faster-whisper"
-    model: str = "bundled"  # "bundled" (Whisper base from the registry), a local dir, or a name
+    backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    # "bundled" (Whisper base from the registry), a CTranslate2 folder, a .pt checkpoint
+    # (openai-whisper), or a model name (downloaded when online, else taken from the cache)
+    model: str = "bundled"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    compute_type: str = "int8"  # int8 | int8_float32 | float32 | float16 (GPU)
+    # faster-whisper: int8 | int8_float32 | float32 | float16 (GPU) | ... (CTranslate2's types);
+    # openai-whisper: float32, or float16 on GPU (int8 types run as float32 on CPU, float16 on GPU)
+    compute_type: Literal[
+        "int8",
+        "int8_float32",
+        "int8_float16",
+        "int8_bfloat16",
+        "int16",
+        "float32",
+        "float16",
+        "bfloat16",
+        "auto",
+        "default",
+    ] = "int8"
+    batch_size: int = Field(1, ge=1)  # windows decoded together in batch mode (1: one at a time)
     cpu_threads: int = Field(0, ge=0)  # 0: one per core
     beam_size: int = Field(5, ge=1)
     temperatures: list[float] = Field(default_factory=lambda: [0.0, 0.2, 0.4])  # fallback ladder

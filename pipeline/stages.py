@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import faults
-from pipeline.asr.faster_whisper import FasterWhisperAsr
+from pipeline.asr.backend import make_backend
 from pipeline.classify.classifier import Classifier
-from pipeline.config import Config
+from pipeline.config import AsrConfig, Config
 from pipeline.media import MediaError, decode_blocks, find_ffmpeg, probe
 from pipeline.records import Stream, Transcript, Violation
 from pipeline.segment import SileroVad, Window, pack_windows, segment_blocks
@@ -84,12 +84,28 @@ class PrepareStage:
             yield Failure(source, str(exc))
 
 
-class AsrStage(FasterWhisperAsr):
-    """Window → transcripts (one per utterance)."""
+class AsrStage:
+    """Window → transcripts (one per utterance), with the backend named in ``asr.backend``."""
+
+    def __init__(self, config: AsrConfig) -> None:
+        self.config = config
+        self.backend = make_backend(config)
+
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_name
+
+    def setup(self) -> None:
+        self.backend.setup()
 
     def process(self, window: Window) -> list[Transcript]:
         faults.inject("asr", window.stream_id, [u.index for u in window.utterances])
-        return super().process(window)
+        return self.backend.process(window)
+
+    def process_many(self, windows: list[Window]) -> list[list[Transcript]]:
+        for window in windows:
+            faults.inject("asr", window.stream_id, [u.index for u in window.utterances])
+        return self.backend.process_many(windows)
 
 
 class ClassifyStage:

@@ -1,4 +1,5 @@
-"""Real Whisper base (the bundled weights) on the demo clip, and the hallucination filter."""
+"""Real Whisper base (the bundled weights) on the demo clip with both backends, and the
+hallucination filter."""
 
 import pytest
 from conftest import CLIP
@@ -6,14 +7,26 @@ from conftest import CLIP
 from pipeline.asr.filters import hallucination_reason, to_simplified
 from pipeline.asr.weights import BUNDLED_SHA256, WeightsError, bundled_model_dir, resolve_model, sha256_of
 from pipeline.config import AsrConfig, HallucinationConfig, load_config
-from pipeline.stages import PrepareStage
+from pipeline.stages import AsrStage, PrepareStage
+
+BACKENDS = ["faster-whisper", "openai-whisper"]
 
 
 @pytest.fixture(scope="module")
-def clip_transcripts(asr_stage, config):
-    prepare = PrepareStage(config)
-    items = list(prepare.process(str(CLIP)))
-    return [t for w in items[1:] for t in asr_stage.process(w)]
+def clip_windows(config):
+    return list(PrepareStage(config).process(str(CLIP)))[1:]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def clip_transcripts(request, asr_stage, config, clip_windows):
+    """The same integration tests run on both backends, over the same bundled weights."""
+    if request.param == config.asr.backend:
+        asr = asr_stage
+    else:
+        asr = AsrStage(config.asr.model_copy(update={"backend": request.param}))
+        asr.setup()
+    assert asr.backend.backend == request.param
+    return [t for w in clip_windows for t in asr.process(w)]
 
 
 def test_bundled_weights_are_assembled_and_verified():

