@@ -217,3 +217,26 @@ def test_local_runner_sends_windows_in_batches(tmp_path):
     assert [r["start"] for r in rows] == sorted(r["start"] for r in rows)
     assert "国家领导人" in rows[2]["text"]
     assert read_jsonl(out / "violations.jsonl")
+
+
+@pytest.mark.slow
+def test_ray_driver_sends_windows_in_batches(tmp_path, ray_session):
+    """The Ray driver batches a stream's windows too, with the records of one-by-one decoding."""
+    runs = {}
+    for size in (1, 3):
+        out = tmp_path / f"out{size}"
+        code = main(
+            ["batch", str(CLIP), "--out", str(out), "--no-clips", "--quiet"]
+            + ["--set", "asr.window_s=6", "--set", f"asr.batch_size={size}", "--set", "output.report=false"]
+        )
+        assert code == 0
+        (transcript,) = (out / "transcripts").glob("*.jsonl")
+        runs[size] = (
+            [(r["start"], r["text"]) for r in read_jsonl(transcript)],
+            sorted((v["id"], v["category"]) for v in read_jsonl(out / "violations.jsonl")),
+        )
+    assert len(runs[3][0]) == 3 and runs[3][1]
+    # the same utterances and violations; batched beam search may pick a different near-homophone
+    assert [start for start, _ in runs[3][0]] == [start for start, _ in runs[1][0]]
+    assert cer("".join(t for _, t in runs[1][0]), "".join(t for _, t in runs[3][0])) <= 0.1
+    assert runs[3][1] == runs[1][1]
