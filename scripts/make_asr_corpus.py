@@ -291,67 +291,6 @@ def synth(args: argparse.Namespace) -> None:
 # Phase 2: transcribe (project venv)
 # --------------------------------------------------------------------------
 
-_DIGITS = "零一二三四五六七八九"
-_PUNCT_RE = re.compile(r"[\s\u3000-\u303f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65!-/:-@\[-`{-~]")
-
-
-def int_to_chinese(n: int) -> str:
-    """Read an integer the way the sentences spell numbers (一千九百九十九, 二十, 一万五千)."""
-    if n == 0:
-        return "零"
-    if n >= 10**8:
-        return (
-            int_to_chinese(n // 10**8)
-            + "亿"
-            + (("零" if n % 10**8 < 10**7 else "") + int_to_chinese(n % 10**8) if n % 10**8 else "")
-        )
-    if n >= 10**4:
-        return (
-            int_to_chinese(n // 10**4)
-            + "万"
-            + (("零" if n % 10**4 < 1000 else "") + int_to_chinese(n % 10**4) if n % 10**4 else "")
-        )
-    out, zero = "", False
-    for unit, div in (("千", 1000), ("百", 100), ("十", 10), ("", 1)):
-        d = n // div % 10
-        if d:
-            if zero and out:
-                out += "零"
-            out += ("" if (unit == "十" and d == 1 and not out) else _DIGITS[d]) + unit
-            zero = False
-        elif out:
-            zero = True
-    return out
-
-
-def numbers_to_chinese(text: str) -> str:
-    """Arabic numerals in a transcript → Chinese characters (for CER only; 2.5 → 二点五, 50% → 百分之五十)."""
-
-    def pct(m):
-        return "百分之" + numbers_to_chinese(m.group(1))
-
-    def num(m):
-        whole, _, frac = m.group(0).replace(",", "").partition(".")
-        out = int_to_chinese(int(whole)) if len(whole) < 13 else "".join(_DIGITS[int(c)] for c in whole)
-        return out + ("点" + "".join(_DIGITS[int(c)] for c in frac) if frac else "")
-
-    text = re.sub(r"(\d+(?:\.\d+)?)\s*%", pct, text)
-    return re.sub(r"\d[\d,]*(?:\.\d+)?", num, text)
-
-
-def normalise(text: str) -> str:
-    return _PUNCT_RE.sub("", numbers_to_chinese(text)).lower()
-
-
-def levenshtein(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        cur = [i]
-        for j, cb in enumerate(b, start=1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
 
 def assign_splits(sentences: list[dict]) -> dict[str, str]:
     """Per-sentence split from a stable hash of its id, stratified by label set.
@@ -476,6 +415,8 @@ def transcribe(args: argparse.Namespace) -> None:
 
 def summarise(manifest, cache, by_id, splits, rows, skipped, args) -> None:
     """CER per degradation type, counts per split x label, example errors."""
+    from pipeline.asr.cer import edit_distance as levenshtein  # the project's CER, one definition
+    from pipeline.asr.cer import normalize as normalise
 
     def cer_stats(pairs):
         edits = sum(levenshtein(normalise(ref), normalise(hyp)) for ref, hyp in pairs)

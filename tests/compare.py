@@ -90,3 +90,42 @@ def assert_no_duplicates(out: Path) -> None:
     for f in (out / "transcripts").glob("*.jsonl"):
         tids = [t["id"] for t in _jsonl(f)]
         assert len(tids) == len(set(tids)), f"duplicate utterances in {f.name}"
+
+
+def run_with_fault(config, out: Path, inputs: list[str], arm) -> tuple[object, list[int]]:
+    """Run a Ray batch on ``inputs``; ``arm(batch)``, called before it starts, returns the fault
+    (a worker killed, a node removed), which strikes once a window is done and another is in
+    flight.  Returns the finished driver and how many windows were in flight when it struck."""
+    import threading
+    import time
+
+    from pipeline.classify.classifier import Classifier
+    from pipeline.manifest import Manifest
+    from pipeline.output import OutputWriter
+    from pipeline.runners.local import Progress
+    from pipeline.runners.ray_batch import RayBatch
+
+    version = Classifier(config.classifier).version
+    writer = OutputWriter(out, config, version)
+    manifest = Manifest(out, config, version)
+    batch = RayBatch(config, writer, Progress(enabled=False), manifest)
+    fault = arm(batch)
+    struck: list[int] = []
+
+    def strike_mid_run() -> None:
+        deadline = time.monotonic() + 240
+        while not (batch.completed >= 1 and batch.inflight) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        struck.append(len(batch.inflight))
+        fault()
+
+    striker = threading.Thread(target=strike_mid_run, daemon=True)
+    striker.start()
+    try:
+        batch.run(inputs)
+    finally:
+        striker.join()
+        batch.shutdown()
+        writer.close()
+        manifest.close()
+    return batch, struck

@@ -3,11 +3,10 @@ killed mid-run: the records must equal a clean run's, with nothing failed."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-from compare import assert_no_duplicates, failures, records
+from compare import assert_no_duplicates, failures, records, run_with_fault
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -41,43 +40,21 @@ def cluster():
 def test_node_killed_during_a_batch(fault_inputs, fault_clean, tmp_path, cluster, monkeypatch):
     import ray
 
-    from pipeline.classify.classifier import Classifier
     from pipeline.config import load_config
-    from pipeline.manifest import Manifest
-    from pipeline.output import OutputWriter
-    from pipeline.runners.local import Progress
-    from pipeline.runners.ray_batch import RayBatch
 
     monkeypatch.setenv("LIVEMOD_FAULTS", "asr.sleep=1.0")  # windows long enough to lose a node in
     config = load_config(
         overrides=[f"ray.address={cluster.address}", "asr.window_s=5", "asr.workers=2", "asr.cpu_threads=1"]
     )
+
+    def remove_an_asr_node(batch):
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 3  # the driver joined the cluster
+        asr_nodes = set(ray.get([a.node.remote() for a in batch.asr.actors], timeout=300))
+        victim = next(n for n in cluster.worker_nodes if n.node_id in asr_nodes)
+        return lambda: cluster.remove_node(victim, allow_graceful=False)  # as a machine that loses power
+
     out = tmp_path / "out"
-    version = Classifier(config.classifier).version
-    writer = OutputWriter(out, config, version)
-    manifest = Manifest(out, config, version)
-    batch = RayBatch(config, writer, Progress(enabled=False), manifest)
-    assert len([n for n in ray.nodes() if n["Alive"]]) == 3
-    asr_nodes = set(ray.get([a.node.remote() for a in batch.asr.actors], timeout=300))
-    victim = next(n for n in cluster.worker_nodes if n.node_id in asr_nodes)
-    removed: list[int] = []
-
-    def kill_node_mid_run() -> None:
-        deadline = time.monotonic() + 240
-        while not (batch.completed >= 1 and batch.inflight) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        removed.append(len(batch.inflight))
-        cluster.remove_node(victim, allow_graceful=False)  # as a machine that loses power
-
-    killer = threading.Thread(target=kill_node_mid_run, daemon=True)
-    killer.start()
-    try:
-        batch.run(fault_inputs)
-    finally:
-        killer.join()
-        batch.shutdown()
-        writer.close()
-        manifest.close()
+    batch, removed = run_with_fault(config, out, fault_inputs, remove_an_asr_node)
     assert removed and removed[0] >= 1, "the node was not removed while work was in flight"
     assert batch.retries >= 1
     assert failures(out) == []

@@ -4,11 +4,8 @@ failures recorded in failed.jsonl and the failed table."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
-from compare import SMALL_WINDOWS, assert_no_duplicates, failures, records
+from compare import SMALL_WINDOWS, assert_no_duplicates, failures, records, run_with_fault
 
 from pipeline.cli import main
 
@@ -18,38 +15,17 @@ pytestmark = pytest.mark.slow
 def test_asr_actor_killed_during_a_batch(fault_inputs, fault_clean, tmp_path, ray_session, monkeypatch):
     import ray
 
-    from pipeline.classify.classifier import Classifier
     from pipeline.config import load_config
-    from pipeline.manifest import Manifest
-    from pipeline.output import OutputWriter
-    from pipeline.runners.local import Progress
-    from pipeline.runners.ray_batch import RayBatch
 
     monkeypatch.setenv("LIVEMOD_FAULTS", "asr.sleep=1.0")  # windows long enough to be killed in
     config = load_config(overrides=["asr.window_s=5", "ray.max_inflight_windows=2"])
     out = tmp_path / "out"
-    version = Classifier(config.classifier).version
-    writer = OutputWriter(out, config, version)
-    manifest = Manifest(out, config, version)
-    batch = RayBatch(config, writer, Progress(enabled=False), manifest)
-    killed: list[int] = []
-
-    def kill_mid_run() -> None:
-        deadline = time.monotonic() + 240
-        while not (batch.completed >= 1 and batch.inflight) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        killed.append(len(batch.inflight))
-        ray.kill(batch.asr.actors[0], no_restart=False)  # as an OOM kill or a segfault would
-
-    killer = threading.Thread(target=kill_mid_run, daemon=True)
-    killer.start()
-    try:
-        batch.run(fault_inputs)
-    finally:
-        batch.shutdown()
-    killer.join()
-    writer.close()
-    manifest.close()
+    batch, killed = run_with_fault(
+        config,
+        out,
+        fault_inputs,
+        lambda b: lambda: ray.kill(b.asr.actors[0], no_restart=False),  # as an OOM kill or a segfault would
+    )
     assert killed and killed[0] >= 1, "the actor was not killed while it had work"
     assert batch.retries >= 1  # its in-flight work was tried again on the restarted actor
     assert failures(out) == []
