@@ -177,6 +177,7 @@ def test_batch_and_review_console_on_postgres(pg_url, review_base, tmp_path):
 
     from pipeline.cli import main
     from pipeline.review.app import ReviewSettings, create_app
+    from pipeline.review.bench import log_in
 
     out = tmp_path / "out"
     code = main(
@@ -196,13 +197,7 @@ def test_batch_and_review_console_on_postgres(pg_url, review_base, tmp_path):
     client = TestClient(
         create_app(ReviewSettings(db=pg_url, media_root=out)), base_url="http://127.0.0.1:8000"
     )
-    client.get("/login")
-    r = client.post(
-        "/login",
-        json={"name": "lena", "password": "lead-password-1"},
-        headers={"X-CSRF-Token": client.cookies.get("livemod_login_csrf")},
-    )
-    assert r.status_code == 200
+    assert log_in(client, "lena", "lead-password-1").status_code == 200
     csrf = client.get("/api/me").json()["csrf"]
     queue = client.get("/api/violations", params={"category": "false_claim"}).json()
     assert queue["total"] == 2

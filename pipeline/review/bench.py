@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from pipeline.classify.taxonomy import CODES
-from pipeline.review.auth import hash_password
+from pipeline.review.auth import LOGIN_CSRF_COOKIE, hash_password
 from pipeline.review.store import Store
 
 SEVERITY = {"false_claim": "medium", "banned_product": "high", "fraud": "high", "vulgar": "medium"}
@@ -81,6 +81,17 @@ def seed(db: Path, n: int, streams: int = 200, seed_: int = 7) -> None:
     store.close()
 
 
+def log_in(client, name: str, password: str):
+    """Log an in-process client (FastAPI's TestClient) in as a browser would: fetch the login
+    page for its CSRF cookie, post the form with it.  Returns the response."""
+    client.get("/login")
+    return client.post(
+        "/login",
+        json={"name": name, "password": password},
+        headers={"X-CSRF-Token": client.cookies.get(LOGIN_CSRF_COOKIE, "")},
+    )
+
+
 def _time(client, method: str, url: str, repeat: int, **kw) -> list[float]:
     out = []
     for _ in range(repeat):
@@ -102,12 +113,7 @@ def bench_review(rows: int = 100_000, repeat: int = 20) -> int:
         seed(db, rows)
         seeded = time.perf_counter() - t0
         client = TestClient(create_app(ReviewSettings(db=str(db))), base_url="http://127.0.0.1")
-        client.get("/login")
-        r = client.post(
-            "/login",
-            json={"name": "bench", "password": "bench-password"},
-            headers={"X-CSRF-Token": client.cookies.get("livemod_login_csrf")},
-        )
+        r = log_in(client, "bench", "bench-password")
         assert r.status_code == 200, r.text
         csrf = client.get("/api/me").json()["csrf"]
         pending = client.get("/api/violations", params={"per_page": 200}).json()["items"]

@@ -151,9 +151,10 @@ class _Pool:
     def peek(self) -> int:
         return min(range(len(self.actors)), key=self.busy.__getitem__)
 
-    def take(self) -> int:
+    def take(self, calls: int = 1) -> int:
+        """The least busy actor, now counted busy with ``calls`` more calls (each released once)."""
         i = self.peek()
-        self.busy[i] += 1
+        self.busy[i] += calls
         return i
 
     def release(self, i: int) -> None:
@@ -363,8 +364,7 @@ class RayBatch:
         if len(jobs) == 1:
             self._submit(jobs[0])
             return
-        actor = self.asr.take()
-        self.asr.busy[actor] += len(jobs) - 1  # each job releases once
+        actor = self.asr.take(len(jobs))
         refs = (
             self.asr.actors[actor]
             .process_batch.options(num_returns=len(jobs))

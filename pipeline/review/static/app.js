@@ -89,6 +89,7 @@ async function init() {
   }
   $("allow").addEventListener("click", allowPhrase);
   document.addEventListener("keydown", onKey);
+  state.seen = (await api("/api/poll")).latest; // violations newer than this reload the queue
   await loadQueue(true);
   setInterval(poll, POLL_MS);
 }
@@ -134,7 +135,6 @@ async function loadQueue(openFirst = false, preferId = null) {
   if (idx >= 0 && (!state.current || state.items[idx].id !== state.current.id || preferId)) await openItem(idx);
   else markCurrent();
   if (!state.items.length) { state.current = null; $("item").hidden = true; }
-  const latest = await api("/api/poll"); state.seen = latest.latest;
 }
 
 function markCurrent() {
@@ -265,9 +265,8 @@ function onKey(ev) {
 
 async function poll() {
   try {
-    const latest = await api("/api/poll");
-    const key = latest.latest;
-    if (state.seen !== null && key !== state.seen) {
+    const key = (await api("/api/poll")).latest;
+    if (key !== state.seen) {
       $("live-note").textContent = "new violations arrived";
       await loadQueue(false);
     }
