@@ -184,3 +184,28 @@ def test_lexicon_edits_are_picked_up_without_restart(tmp_path):
     assert codes(clf, "直播间卖代写论文") == {"banned_product.other"}
     user.write_text("category: banned_product\nsubcategories: [broken", encoding="utf-8")
     assert codes(clf, "直播间卖代写论文") == {"banned_product.other"}  # a broken edit keeps the last good one
+
+
+# phrasings written for this test (in no corpus file) that name no lexicon term
+MODEL_ONLY = [
+    ("想要便宜的去我简介里那个号找我，这边不好说", "fraud.off_platform"),
+    ("这款老爹鞋跟大牌那双一模一样，标都给你做好了", "banned_product.counterfeit"),
+]
+MODEL_NEGATIVES = ["我们家的鞋都是自己工厂做的，没有任何大牌的标", "有问题找平台客服，别加任何私人联系方式"]
+
+
+@pytest.mark.parametrize("text, code", MODEL_ONLY)
+def test_the_model_flags_what_no_lexicon_entry_names_and_says_so(text, code):
+    lexicon = Classifier(ClassifierConfig(model_dir=None))
+    assert codes(lexicon, text) == set()
+    fused = Classifier(ClassifierConfig())
+    (label,) = fused.classify(text).labels
+    assert label.code == code and label.score >= 0.8
+    (ev,) = label.evidence
+    assert ev.kind == "model" and ev.span == (0, len(text)) and ev.rule == fused.model.version
+    assert fused.model.semantic is not None  # the head over Whisper's embeddings is part of it
+
+
+@pytest.mark.parametrize("text", MODEL_NEGATIVES)
+def test_the_model_leaves_the_same_topics_alone_when_harmless(text):
+    assert codes(Classifier(ClassifierConfig()), text) == set()
