@@ -161,6 +161,7 @@ def bench_live(config: Config, streams: int, duration: float, media: str | None,
     """Replay the demo stream as N concurrent real-time sources over loopback TCP."""
     from pipeline.config import LiveStream
     from pipeline.live.replay import Publisher, free_port
+    from pipeline.live.worker import STAGES
 
     media = str(media or DEMO_STREAM)
     length = probe(media).duration
@@ -205,7 +206,21 @@ def bench_live(config: Config, streams: int, duration: float, media: str | None,
         f"p50 {sec(summary['latency_p50'])}, p95 {sec(summary['latency_p95'])}, max {sec(summary['latency_max'])}"
     )
     print(f"CPU use of the machine during the run: {100 * (busy1 - busy0) / max(1.0, total1 - total0):.0f}%")
+    stages = {k: sorted(x for st in summary["per_stream"].values() for x in st["stages"][k]) for k in STAGES}
+    n = len(stages["vad"])
+    if n:
+        print(f"where an utterance's latency goes, over {n} utterances (mean / p95):")
+        for k, xs in stages.items():
+            print(f"  {STAGE_NAMES[k]:58s} {sum(xs) / n:5.2f} s / {xs[min(n - 1, int(0.95 * n))]:5.2f} s")
     return 0
+
+
+STAGE_NAMES = {
+    "vad": "end of speech → VAD's cut (end-of-utterance silence, reads)",
+    "queue": "waiting behind the stream's utterance in moderation",
+    "moderation": "ASR and classifier, with their queues and transport",
+    "write": "durable write (database, JSONL)",
+}
 
 
 # -- bench asr --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.config import Config, LiveStream
 from pipeline.live.sink import LiveSink
-from pipeline.live.worker import StreamWorker
+from pipeline.live.worker import StreamWorker, live_asr_config
 from pipeline.runners.live_local import StopSignals
 from pipeline.runners.ray_batch import AsrActor, ClassifyActor, init_ray
 from pipeline.segment import Window, pack_windows
@@ -74,11 +74,14 @@ class AsrDispatcher:
         return job["result"]
 
     def _kick(self) -> None:
+        """Oldest first; a free actor takes its share of the waiting calls (one each while
+        there are as many free actors as calls: side by side beats one after the other)."""
         with self.lock:
             while self.free and self.waiting:
-                jobs, size = [self.waiting.pop(0)], 0.0
+                share = -(-len(self.waiting) // len(self.free))
+                jobs = [self.waiting.pop(0)]
                 size = sum(u.duration for u, _ in jobs[0]["items"])
-                while self.waiting:
+                while self.waiting and len(jobs) < share:
                     extra = sum(u.duration + self.gap_s for u, _ in self.waiting[0]["items"])
                     if size + extra > self.window_s:
                         break
@@ -144,9 +147,7 @@ class IngestActor:
 def run_live_ray(streams: list[LiveStream], config: Config, out: Path, duration: float | None) -> dict:
     init_ray(config)
     restartable = {"max_restarts": -1, "max_task_retries": 2}  # a dead actor comes back, its calls rerun
-    asr_config = config.model_copy(
-        update={"asr": config.asr.model_copy(update={"cpu_threads": config.live.asr_threads})}
-    )
+    asr_config = config.model_copy(update={"asr": live_asr_config(config)})
     asr = [AsrActor.options(**restartable).remote(asr_config) for _ in range(config.live.asr_workers)]
     classifier = ClassifyActor.options(**restartable).remote(config)
     dispatcher = AsrDispatcher.remote(asr, config.asr.window_s, config.asr.gap_s)
