@@ -40,11 +40,13 @@ Moderate = Callable[[Window, str], Future]
 STAGES = ("vad", "queue", "moderation", "write")  # where an utterance's latency goes (see Pending)
 
 
-def live_asr_config(config: Config):
-    """The ASR settings of live workers: ``asr`` with ``live.asr_threads`` and
-    ``live.asr_full_context`` (one short utterance per call, so the encoder sees its audio only)."""
+def live_asr_config(config: Config, threads: int | None = None):
+    """The ASR settings of live workers: ``asr`` with ``live.asr_full_context`` (one short
+    utterance per call, so the encoder sees its audio only) and ``threads`` CPU threads
+    (default ``live.asr_threads``, for each of the ``live.asr_workers`` Ray actors)."""
+    threads = config.live.asr_threads if threads is None else threads
     return config.asr.model_copy(
-        update={"cpu_threads": config.live.asr_threads, "full_context": config.live.asr_full_context}
+        update={"cpu_threads": threads, "full_context": config.live.asr_full_context}
     )
 
 
@@ -370,7 +372,7 @@ class LocalModerator:
     def __init__(self, config: Config) -> None:
         from pipeline.stages import AsrStage, ClassifyStage
 
-        self.asr = AsrStage(live_asr_config(config))
+        self.asr = AsrStage(live_asr_config(config, threads=config.asr.cpu_threads))  # the only decoder
         self.classify = ClassifyStage(config)
         self.asr.setup()
         self.classify.setup()
