@@ -78,12 +78,25 @@ def test_traditional_characters(clf):
         ("我们不卖电子烟，未成年人请离开", "negation"),
         ("新闻里说有人卖象牙被抓了", "reported_speech"),
         ("提醒大家谨防刷单诈骗", "warning"),
+        ("有些直播间说是央视推荐，其实都是假的", "debunked"),
+        ("有宝宝问安眠药，我们不卖，睡不好去医院看看", "refused_after"),
     ],
 )
 def test_context_rules_suppress_and_say_why(clf, text, rule):
     result = clf.classify(text)
     assert not result.labels
     assert rule in {by for _, by in result.suppressed}
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        ("我们家的面霜绝对不是假的，全网最好用", "false_claim.absolute_term"),  # vouching, not debunking
+        ("安眠药有货，不卖给未成年人，要的直接拍", "banned_product.prescription_drug"),  # refusal too far
+    ],
+)
+def test_context_rules_do_not_swallow_real_offers(clf, text, code):
+    assert code in codes(clf, text)
 
 
 @pytest.mark.parametrize(
