@@ -763,8 +763,9 @@ def run_checks(rows_by_split, groups, assign) -> list[str]:
         fails.append(f"test has {aug_test} augmented items (want >= 150)")
     for sp in SPLITS:
         share = sum(1 for r in rows_by_split[sp] if not r["labels"]) / max(1, n[sp])
-        if not 0.45 <= share <= 0.60:
-            fails.append(f"{sp}: benign share {share:.1%} (want 45-60%)")
+        low = 0.40 if sp == "train" else 0.45  # train-only material leans towards violations
+        if not low <= share <= 0.60:
+            fails.append(f"{sp}: benign share {share:.1%} (want {low:.0%}-60%)")
         for lab in LABELS:
             if not any(lab in r["labels"] for r in rows_by_split[sp]):
                 fails.append(f"{sp}: no item labelled {lab}")
