@@ -26,6 +26,7 @@ from pipeline.media import decode_audio, probe
 from pipeline.records import SAMPLE_RATE
 
 DEMO_STREAM = PROJECT_ROOT / "assets" / "demo" / "stream.mp4"
+DEMO_TRUTH = PROJECT_ROOT / "assets" / "demo" / "truth.jsonl"
 
 
 def _bare_asr(config: Config, audio) -> tuple[float, float, str]:
@@ -160,7 +161,9 @@ def _cpu_times() -> tuple[float, float]:
 def bench_live(config: Config, streams: int, duration: float, media: str | None, use_ray: bool) -> int:
     """Replay the demo stream as N concurrent real-time sources over loopback TCP."""
     from pipeline.config import LiveStream
+    from pipeline.evaluate import match_stream, read_jsonl
     from pipeline.live.replay import Publisher, free_port
+    from pipeline.live.worker import STAGES
 
     media = str(media or DEMO_STREAM)
     length = probe(media).duration
@@ -183,19 +186,36 @@ def bench_live(config: Config, streams: int, duration: float, media: str | None,
             from pipeline.runners.live_local import run_live_local as run
         summary = run(sources, config, Path(out), duration)
         busy1, total1 = _cpu_times()
+        found_file = Path(out) / "violations.jsonl"
+        violations = read_jsonl(found_file) if found_file.is_file() else []
     for p in publishers:
         p.kill()
+    truth = None
+    if Path(media).resolve() == DEMO_STREAM.resolve():  # the demo's truth: what each stream should find
+        truth = [u for u in read_jsonl(DEMO_TRUTH) if u["end"] < duration - 1.0]
     print(
         f"\n{'stream':10s} {'utterances':>10s} {'violations':>10s} {'lost':>5s} {'max backlog':>12s} "
-        f"{'backlog 1st half':>17s} {'2nd half':>9s}"
+        f"{'backlog 1st half':>17s} {'2nd half':>9s}" + ("  truth found  false alarms" if truth else "")
     )
+    missed: list[str] = []
     for sid, st in summary["per_stream"].items():
         b = st["backlog_samples"] or [0.0]
         half = max(1, len(b) // 2)
+        found = ""
+        if truth:
+            m = match_stream(truth, [v for v in violations if v["stream_id"] == sid])
+            found = f"  {len(m.found):5d} of {len(m.found) + len(m.missed):<3d} {len(m.false_alarms):12d}"
+            missed += [f"{sid} {u['start']:.1f}s {','.join(u['labels'])} {u['text']}" for u in m.missed]
+            missed += [
+                f"{sid} {v['start']:.1f}s {v['category']} (false alarm) {v['text']}" for v in m.false_alarms
+            ]
         print(
             f"{sid:10s} {st['utterances']:10d} {st['violations']:10d} {st['lost']:5d} {st['max_backlog']:11.1f}s "
-            f"{max(b[:half]):16.1f}s {max(b[half:] or [0.0]):8.1f}s"
+            f"{max(b[:half]):16.1f}s {max(b[half:] or [0.0]):8.1f}s" + found
         )
+
+    for line in missed:
+        print(f"  {line}")
 
     def sec(x):
         return "-" if x is None else f"{x:.2f} s"
@@ -205,7 +225,21 @@ def bench_live(config: Config, streams: int, duration: float, media: str | None,
         f"p50 {sec(summary['latency_p50'])}, p95 {sec(summary['latency_p95'])}, max {sec(summary['latency_max'])}"
     )
     print(f"CPU use of the machine during the run: {100 * (busy1 - busy0) / max(1.0, total1 - total0):.0f}%")
+    stages = {k: sorted(x for st in summary["per_stream"].values() for x in st["stages"][k]) for k in STAGES}
+    n = len(stages["vad"])
+    if n:
+        print(f"where an utterance's latency goes, over {n} utterances (mean / p95):")
+        for k, xs in stages.items():
+            print(f"  {STAGE_NAMES[k]:58s} {sum(xs) / n:5.2f} s / {xs[min(n - 1, int(0.95 * n))]:5.2f} s")
     return 0
+
+
+STAGE_NAMES = {
+    "vad": "end of speech → VAD's cut (end-of-utterance silence, reads)",
+    "queue": "waiting behind the stream's utterance in moderation",
+    "moderation": "ASR and classifier, with their queues and transport",
+    "write": "durable write (database, JSONL)",
+}
 
 
 # -- bench asr --------------------------------------------------------------------------------

@@ -94,6 +94,9 @@ class AsrConfig(_Section):
     window_s: float = Field(28.0, gt=1, le=30)  # utterances are packed into windows this long
     gap_s: float = Field(0.4, ge=0, le=2)  # silence inserted between packed utterances
     workers: int = Field(1, ge=1)  # ASR actors in the Ray pool
+    # faster-whisper: the encoder sees 30 s (padded) as Whisper was trained; false: only the
+    # window's audio plus 1 s, several times less work for short windows (live utterances)
+    full_context: bool = True
     hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
 
 
@@ -160,6 +163,7 @@ class LiveConfig(_Section):
     ring_keep_s: float = Field(120.0, gt=10)  # recent media kept for clips
     asr_workers: int = Field(2, ge=1)  # shared ASR actors (Ray): streams' utterances run side by side
     asr_threads: int = Field(1, ge=0)  # CPU threads per live ASR actor (0: one per core)
+    asr_full_context: bool = False  # true: Whisper encodes 30 s per utterance as in batch (3× the CPU)
     stdout: bool = True  # print each violation as it is found
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
 

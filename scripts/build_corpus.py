@@ -42,6 +42,7 @@ from pypinyin import Style, lazy_pinyin, pinyin
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCES = REPO_ROOT / "data" / "sources"
+TRAIN_ONLY = "train_only"  # extra material, always in train (written after the split was fixed)
 DEFAULT_OUT = REPO_ROOT / "data" / "corpus"
 
 # fmt: off
@@ -105,12 +106,12 @@ class SourceError(Exception):
     pass
 
 
-def load_sources(src_dir: Path) -> list[dict]:
+def load_sources(src_dir: Path, seen: set | None = None) -> list[dict]:
     """Read and validate every group of every YAML file in ``src_dir``."""
     files = sorted(src_dir.glob("*.yaml"))
     if not files:
         raise SourceError(f"no *.yaml in {src_dir}")
-    groups, seen = [], set()
+    groups, seen = [], set() if seen is None else seen
     for path in files:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         file_slots = doc.get("slots") or {}
@@ -661,6 +662,39 @@ def bigrams(text: str) -> set[str]:
     return {k[i : i + 2] for i in range(len(k) - 1)} or {k}
 
 
+def augment(aug: Augmenter, r: dict, all_keys: set[str], seed: int) -> list[dict]:
+    """Rewritten copies of one item (how many, and which kinds, drawn per item)."""
+    rng = stable_rng(seed, "aug", r["id"])
+    want = weighted_choice(rng, N_AUG_WEIGHTS)
+    weights = dict(AUG_WEIGHTS)
+    out = []
+    while len(out) < want and weights:
+        kind = weighted_choice(rng, weights)
+        del weights[kind]
+        text = getattr(aug, kind)(r["text"], rng)
+        if not text or text in all_keys or text.strip() == "":
+            continue
+        all_keys.add(text)
+        out.append({**r, "id": f"{r['id']}-{kind}", "text": text, "aug": kind})
+    return out
+
+
+def drop_near_held_out(extra: list[dict], items: list[dict], assign: dict, threshold=0.7):
+    """Train-only material must not bring a dev or test phrasing into train."""
+    held = [bigrams(r["text"]) for r in items if assign[r["group"]] != "train"]
+    index = defaultdict(list)
+    for i, g in enumerate(held):
+        for b in g:
+            index[b].append(i)
+    kept = []
+    for r in extra:
+        g = bigrams(r["text"])
+        hits = Counter(i for b in g for i in index.get(b, ()))
+        if not any(inter / len(g | held[i]) >= threshold for i, inter in hits.most_common(20)):
+            kept.append(r)
+    return kept, len(extra) - len(kept)
+
+
 def near_duplicates(rows_by_split, threshold=0.7):
     train = [r for r in rows_by_split["train"] if r["aug"] == "none"]
     index = defaultdict(list)
@@ -719,8 +753,8 @@ def print_tables(rows_by_split):
 def run_checks(rows_by_split, groups, assign) -> list[str]:
     fails = []
     n = {sp: len(rows_by_split[sp]) for sp in SPLITS}
-    if not 5000 <= n["train"] <= 12000:
-        fails.append(f"train has {n['train']} items (want 5,000-12,000)")
+    if not 5000 <= n["train"] <= 20000:
+        fails.append(f"train has {n['train']} items (want 5,000-20,000)")
     for sp in ("dev", "test"):
         if n[sp] < 600:
             fails.append(f"{sp} has {n[sp]} items (want >= 600)")
@@ -776,11 +810,13 @@ def source_report(groups):
 
 def build(args) -> int:
     groups = load_sources(args.sources)
+    extra_dir = args.sources / TRAIN_ONLY
+    extra = load_sources(extra_dir, {g["id"] for g in groups}) if extra_dir.is_dir() else []
     source_report(groups)
 
-    # 1. expand, restyle, dedupe
+    # 1. expand, restyle, dedupe (the split groups first, so train-only material never changes them)
     items, seen, conflicts, dups = [], {}, [], 0
-    for g in groups:
+    for g in groups + extra:
         rng = stable_rng(args.seed, "style", g["id"])
         for k, it in enumerate(expand_group(g, args.seed)):
             text = whisper_style(it["text"], rng)
@@ -814,28 +850,27 @@ def build(args) -> int:
     for r in items:
         weight[r["group"]] += mean_aug
     assign = split_groups(groups, weight, args.seed)
+    extra_items = [r for r in items if r["group"] not in assign]
+    items = [r for r in items if r["group"] in assign]
+    assign.update({g["id"]: "train" for g in extra})
+    extra_items, dropped = drop_near_held_out(extra_items, items, assign)
+    if extra:
+        print(
+            f"{len(extra_items)} train-only items from {len(extra)} groups in {TRAIN_ONLY}/ "
+            f"({dropped} dropped as near-duplicates of dev/test phrasings)"
+        )
 
-    # 3. augment
+    # 3. augment (train-only items last, with their own keys: dev and test stay as they were)
     han_pool = {ch for r in items for ch in r["text"] if is_han(ch)}
     aug = Augmenter(han_pool)
-    all_keys = {norm_key(r["text"]) for r in items} | {r["text"] for r in items}
+    all_keys: set[str] = set()
     rows_by_split = {sp: [] for sp in SPLITS}
-    for r in items:
-        sp = assign[r["group"]]
-        rows_by_split[sp].append(r)
-        rng = stable_rng(args.seed, "aug", r["id"])
-        want = weighted_choice(rng, N_AUG_WEIGHTS)
-        weights = dict(AUG_WEIGHTS)
-        made = 0
-        while made < want and weights:
-            kind = weighted_choice(rng, weights)
-            del weights[kind]
-            text = getattr(aug, kind)(r["text"], rng)
-            if not text or text in all_keys or text.strip() == "":
-                continue
-            all_keys.add(text)
-            rows_by_split[sp].append({**r, "id": f"{r['id']}-{kind}", "text": text, "aug": kind})
-            made += 1
+    for batch in (items, extra_items):
+        all_keys |= {norm_key(r["text"]) for r in batch} | {r["text"] for r in batch}
+        for r in batch:
+            sp = assign[r["group"]]
+            rows_by_split[sp].append(r)
+            rows_by_split[sp] += augment(aug, r, all_keys, args.seed)
 
     # 4. reports, checks, output
     print_tables(rows_by_split)

@@ -78,12 +78,25 @@ def test_traditional_characters(clf):
         ("我们不卖电子烟，未成年人请离开", "negation"),
         ("新闻里说有人卖象牙被抓了", "reported_speech"),
         ("提醒大家谨防刷单诈骗", "warning"),
+        ("有些直播间说是央视推荐，其实都是假的", "debunked"),
+        ("有宝宝问安眠药，我们不卖，睡不好去医院看看", "refused_after"),
     ],
 )
 def test_context_rules_suppress_and_say_why(clf, text, rule):
     result = clf.classify(text)
     assert not result.labels
     assert rule in {by for _, by in result.suppressed}
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        ("我们家的面霜绝对不是假的，全网最好用", "false_claim.absolute_term"),  # vouching, not debunking
+        ("安眠药有货，不卖给未成年人，要的直接拍", "banned_product.prescription_drug"),  # refusal too far
+    ],
+)
+def test_context_rules_do_not_swallow_real_offers(clf, text, code):
+    assert code in codes(clf, text)
 
 
 @pytest.mark.parametrize(
@@ -184,3 +197,28 @@ def test_lexicon_edits_are_picked_up_without_restart(tmp_path):
     assert codes(clf, "直播间卖代写论文") == {"banned_product.other"}
     user.write_text("category: banned_product\nsubcategories: [broken", encoding="utf-8")
     assert codes(clf, "直播间卖代写论文") == {"banned_product.other"}  # a broken edit keeps the last good one
+
+
+# phrasings written for this test (in no corpus file) that name no lexicon term
+MODEL_ONLY = [
+    ("想要便宜的去我简介里那个号找我，这边不好说", "fraud.off_platform"),
+    ("这款老爹鞋跟大牌那双一模一样，标都给你做好了", "banned_product.counterfeit"),
+]
+MODEL_NEGATIVES = ["我们家的鞋都是自己工厂做的，没有任何大牌的标", "有问题找平台客服，别加任何私人联系方式"]
+
+
+@pytest.mark.parametrize("text, code", MODEL_ONLY)
+def test_the_model_flags_what_no_lexicon_entry_names_and_says_so(text, code):
+    lexicon = Classifier(ClassifierConfig(model_dir=None))
+    assert codes(lexicon, text) == set()
+    fused = Classifier(ClassifierConfig())
+    (label,) = fused.classify(text).labels
+    assert label.code == code and label.score >= 0.8
+    (ev,) = label.evidence
+    assert ev.kind == "model" and ev.span == (0, len(text)) and ev.rule == fused.model.version
+    assert fused.model.semantic is not None  # the head over Whisper's embeddings is part of it
+
+
+@pytest.mark.parametrize("text", MODEL_NEGATIVES)
+def test_the_model_leaves_the_same_topics_alone_when_harmless(text):
+    assert codes(Classifier(ClassifierConfig()), text) == set()

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 from pipeline.classify.phonetic import sounds
+from pipeline.classify.semantic import WEIGHTS, SemanticHead
 from pipeline.classify.taxonomy import CODES
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,11 @@ class TextModel:
         info = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
         self.version = info.get("version") or f"model-{self.path.name}"
         self.fusion = info.get("fusion", {})  # thresholds tuned on the dev split
+        self.semantic, self.semantic_weight = None, 0.0
+        semantic = info.get("semantic")
+        if semantic and semantic.get("weight", 0) > 0 and (self.path / WEIGHTS).is_file():
+            self.semantic = SemanticHead(self.path, semantic)  # averaged with the character model
+            self.semantic_weight = float(semantic["weight"])
 
     def predict(self, normalised: list[str], batch_size: int = 64) -> list[dict[str, float]]:
         """Probabilities per code for each (already normalised) text."""
@@ -143,8 +149,11 @@ class TextModel:
             self.setup()
         out: list[dict[str, float]] = []
         for i in range(0, len(normalised), batch_size):
-            batch = self.encode(normalised[i : i + batch_size])
+            texts = normalised[i : i + batch_size]
             with torch.inference_mode():
-                probs = torch.sigmoid(self.model(**batch).logits).tolist()
-            out += [dict(zip(self.codes, row, strict=True)) for row in probs]
+                probs = torch.sigmoid(self.model(**self.encode(texts)).logits).numpy()
+            if self.semantic is not None:
+                w = self.semantic_weight
+                probs = (1.0 - w) * probs + w * self.semantic.predict(texts)
+            out += [dict(zip(self.codes, row.tolist(), strict=True)) for row in probs]
         return out

@@ -105,6 +105,43 @@ WARNINGS = (
     "是骗子",
 )
 
+# the speaker says the claim or offer is false: 说是央视推荐，其实都是假的
+DEBUNKS = (
+    "是假的",
+    "都是假的",
+    "是骗人的",
+    "骗人的",
+    "不可信",
+    "不靠谱",
+    "智商税",
+    "别信",
+    "不能信",
+    "不要信",
+)
+NOT_DEBUNK = ("不是假的", "没有假的", "不会是假的", "绝不是假的")
+# a refusal right after the thing asked for: 有宝宝问安眠药，我们不卖
+REFUSALS = (
+    *("不卖", "不售", "不能卖", "卖不了", "没有卖", "没得卖", "不做", "不提供", "不代购", "不接"),
+    *("没有货", "没货", "不敢卖", "不可以卖"),
+)
+REFUSAL_WINDOW = 8  # characters after the match
+SUBJECTS = (
+    "我们",
+    "咱们",
+    "我这",
+    "我",
+    "这里",
+    "这边",
+    "直播间",
+    "本店",
+    "都",
+    "也",
+    "是",
+    "一律",
+    "绝对",
+    "坚决",
+)
+
 
 def _clause_start(text: str, pos: int, marks: set[str]) -> int:
     i = pos
@@ -130,6 +167,10 @@ _NOT_NEGATION = _alternation(NOT_NEGATION)
 _NEGATORS = _alternation(NEGATORS)
 _REPORTED = _alternation(REPORTED)
 _WARNINGS = _alternation(WARNINGS)
+_DEBUNKS = _alternation(DEBUNKS)
+_NOT_DEBUNK = _alternation(NOT_DEBUNK)
+_REFUSALS = _alternation(REFUSALS)
+_SUBJECTS = _alternation(SUBJECTS)
 
 
 def negation(text: str, start: int, end: int, window: int = 6) -> bool:
@@ -149,10 +190,30 @@ def warning(text: str, start: int, end: int, window: int = 6) -> bool:
     return _WARNINGS.search(_sentence(text, start, end)) is not None
 
 
+def debunked(text: str, start: int, end: int, window: int = 6) -> bool:
+    """The sentence calls the match false: 有些直播间说是央视推荐，其实都是假的 (but not
+    绝对不是假的, which vouches for it)."""
+    sentence = _NOT_DEBUNK.sub(lambda m: "_" * len(m.group(0)), _sentence(text, start, end))
+    return _DEBUNKS.search(sentence) is not None
+
+
+def refused_after(text: str, start: int, end: int, window: int = 6) -> bool:
+    """A refusal right after the match: 有宝宝问安眠药，我们不卖; 高仿的我们不做."""
+    after = text[end : end + REFUSAL_WINDOW]
+    m = _REFUSALS.search(after)
+    if m is None:
+        return False
+    # only the speaker in between (安眠药有货，不卖给未成年人 is an offer with a condition)
+    between = _SUBJECTS.sub("", after[: m.start()])
+    return all(ch in CLAUSE_MARKS for ch in between)
+
+
 RULES: dict[str, Callable[..., bool]] = {
     "negation": negation,
     "reported_speech": reported_speech,
     "warning": warning,
+    "debunked": debunked,
+    "refused_after": refused_after,
 }
 
 

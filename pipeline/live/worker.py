@@ -5,7 +5,9 @@ unbroken speech).  ``moderate`` is any callable that takes a one-utterance Windo
 a ``concurrent.futures.Future`` of (transcripts, violations): a local thread running the
 stages, or Ray actor pools.  At most ``live.max_inflight`` utterances of a stream are in
 moderation at once; more wait in a bounded queue, and when even that overflows the oldest is
-recorded as lost.  The source is never paused: live media does not wait.
+recorded as lost.  The source is never paused: live media does not wait.  A finished
+utterance is written the moment its moderation returns (a collector thread), not when the
+next audio block arrives.
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ log = logging.getLogger(__name__)
 
 Moderate = Callable[[Window, str], Future]
 
+STAGES = ("vad", "queue", "moderation", "write")  # where an utterance's latency goes (see Pending)
+
+
+def live_asr_config(config: Config, threads: int | None = None):
+    """The ASR settings of live workers: ``asr`` with ``live.asr_full_context`` (one short
+    utterance per call, so the encoder sees its audio only) and ``threads`` CPU threads
+    (default ``live.asr_threads``, for each of the ``live.asr_workers`` Ray actors)."""
+    threads = config.live.asr_threads if threads is None else threads
+    return config.asr.model_copy(
+        update={"cpu_threads": threads, "full_context": config.live.asr_full_context}
+    )
+
 
 class WallClock:
     """Stream time → wall-clock time, from the (stream time, wall time) of arriving blocks."""
@@ -56,10 +70,16 @@ class WallClock:
 
 @dataclass
 class Pending:
-    """Utterances on their way through moderation: one, or several packed into one window."""
+    """Utterances on their way through moderation: one, or several packed into one window.
+
+    Wall-clock times on the way: VAD saw the utterance end (``emitted``), it was sent to
+    moderation (``submitted``), and moderation returned (``returned``)."""
 
     items: list[tuple[Utterance, np.ndarray]]
     future: Future | None = None
+    emitted: float = 0.0
+    submitted: float = 0.0
+    returned: float = 0.0
 
     @property
     def utterances(self) -> list[Utterance]:
@@ -73,6 +93,10 @@ class StreamStats:
     lost: int = 0
     max_backlog: float = 0.0
     backlog_samples: list[float] = field(default_factory=list)
+    # seconds per moderated utterance, by STAGES: end of speech → VAD's cut (the end-of-utterance
+    # silence and block reads), waiting in the stream's queue, ASR + classifier (with their
+    # queues and transport), and the durable write
+    stages: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in STAGES})
 
 
 class StreamWorker:
@@ -109,6 +133,9 @@ class StreamWorker:
         self._clips: list[tuple[float, float, float, list[str], str]] = []  # ready_at, start, end, ids, path
         self._clip_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"clip-{stream_id}")
         self._stop = threading.Event()
+        self._lock = threading.RLock()  # the ingest loop and the collector share the queues
+        self._wake = threading.Event()  # set when a moderation future finishes
+        self._collecting = False
         self.position = 0.0
 
     def stop(self) -> None:
@@ -123,10 +150,21 @@ class StreamWorker:
         )
         return Segmenter(self.stream_id, vad_cfg, self.vad, time_offset=offset, first_index=first_index)
 
+    def _collect(self) -> None:
+        """Write results as soon as moderation returns them."""
+        while self._collecting:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            with self._lock:
+                self._pump()
+
     def run(self, duration: float | None = None) -> StreamStats:
         seg: Segmenter | None = None
         last_status = 0.0
         timer: threading.Timer | None = None
+        self._collecting = True
+        collector = threading.Thread(target=self._collect, name=f"collect-{self.stream_id}", daemon=True)
+        collector.start()
         try:
             for block in self.source.blocks():
                 if timer is None and duration is not None:
@@ -142,7 +180,8 @@ class StreamWorker:
                     seg = self._segmenter(block.stream_time, seg.next_index if seg else 0)
                 self._enqueue(seg.feed(block.samples))
                 self.position = block.stream_time + length
-                self._pump()
+                with self._lock:
+                    self._pump()
                 if time.monotonic() - last_status > 2.0:
                     self._status()
                     last_status = time.monotonic()
@@ -154,6 +193,9 @@ class StreamWorker:
             if timer is not None:
                 timer.cancel()
             self.source.stop()
+            self._collecting = False
+            self._wake.set()
+            collector.join()
             if seg is not None:
                 self._enqueue(seg.flush())
             self._drain()
@@ -161,14 +203,19 @@ class StreamWorker:
         return self.stats
 
     def _enqueue(self, utterances) -> None:
-        for utt, audio in utterances:
-            self.stats.utterances += 1
-            self.queued.append(Pending([(utt, audio)]))
-            while len(self.queued) > self.config.live.max_queued:
-                ((old, _),) = self.queued.popleft().items
-                self.stats.lost += 1
-                self.sink.lost(self.stream_id, old.start, old.end, "backlog overflow")
-        self._pump()
+        with self._lock:
+            for utt, audio in utterances:
+                self.stats.utterances += 1
+                self.queued.append(Pending([(utt, audio)], emitted=time.time()))
+                while len(self.queued) > self.config.live.max_queued:
+                    ((old, _),) = self.queued.popleft().items
+                    self.stats.lost += 1
+                    self.sink.lost(self.stream_id, old.start, old.end, "backlog overflow")
+            self._pump()
+
+    def _returned(self, p: Pending) -> None:
+        p.returned = time.time()
+        self._wake.set()
 
     def _pump(self) -> None:
         """Collect finished utterances in order, start queued ones, cut clips that are due."""
@@ -177,7 +224,9 @@ class StreamWorker:
         while self.queued and len(self.inflight) < self.config.live.max_inflight:
             p = self._take_packed()
             window = next(pack_windows(p.items, self.config.asr.window_s, self.config.asr.gap_s))
+            p.submitted = time.time()
             p.future = self.moderate(window, self.url)
+            p.future.add_done_callback(lambda _, p=p: self._returned(p))
             self.inflight.append(p)
         backlog = self.backlog
         self.stats.max_backlog = max(self.stats.max_backlog, backlog)
@@ -193,7 +242,8 @@ class StreamWorker:
     def _take_packed(self) -> Pending:
         """The next queued utterance, with the ones behind it that fit in the same Whisper
         window: a stream that falls behind catches up with fewer, fuller windows."""
-        items = self.queued.popleft().items
+        first = self.queued.popleft()
+        items = first.items
         size = sum(len(a) for _, a in items)
         limit = self.config.asr.window_s * SAMPLE_RATE
         gap = self.config.asr.gap_s * SAMPLE_RATE
@@ -201,7 +251,7 @@ class StreamWorker:
             item = self.queued.popleft().items[0]
             items.append(item)
             size += gap + len(item[1])
-        return Pending(items)
+        return Pending(items, emitted=first.emitted)
 
     def _clip_ready(self, clip) -> bool:
         """The ring holds finished segments covering the clip (or it never will: try anyway and
@@ -242,7 +292,17 @@ class StreamWorker:
             ]
         wall = {u.utterance_id: (self.clock.at(u.start), self.clock.at(u.end)) for u in p.utterances}
         written = self.sink.results(transcripts, violations, wall)
+        done = time.time()
         self.stats.violations += len(written)
+        for u in p.utterances:
+            end_wall = wall[u.utterance_id][1]
+            returned = p.returned or done
+            for stage, seconds in zip(
+                STAGES,
+                (p.emitted - end_wall, p.submitted - p.emitted, returned - p.submitted, done - returned),
+                strict=True,
+            ):
+                self.stats.stages[stage].append(max(0.0, seconds))
         for uid, (clip, start) in clips.items():
             u = by_utterance[uid]
             ids = [v.violation_id for v in written if v.utterance_id == uid]
@@ -265,7 +325,8 @@ class StreamWorker:
         """Moderate and write everything still queued or in flight, then the due clips."""
         deadline = time.monotonic() + timeout
         while (self.inflight or self.queued) and time.monotonic() < deadline:
-            self._pump()
+            with self._lock:
+                self._pump()
             if self.inflight:
                 try:
                     self.inflight[0].future.result(timeout=max(0.1, deadline - time.monotonic()))
@@ -281,14 +342,17 @@ class StreamWorker:
         self._clip_pool.shutdown(wait=True)
 
     def _status(self) -> None:
-        self.stats.backlog_samples.append(self.backlog)
+        with self._lock:
+            backlog = self.backlog
+            queued = sum(len(p.items) for p in (*self.inflight, *self.queued))
+        self.stats.backlog_samples.append(backlog)
         self.sink.stream(
             self.stream_id,
             self.url,
             self.position if self.position != float("inf") else 0.0,
-            self.backlog,
+            backlog,
             has_video=True,
-            queued=sum(len(p.items) for p in (*self.inflight, *self.queued)),
+            queued=queued,
         )
 
     def _on_gap(self, gap) -> None:
@@ -308,7 +372,7 @@ class LocalModerator:
     def __init__(self, config: Config) -> None:
         from pipeline.stages import AsrStage, ClassifyStage
 
-        self.asr = AsrStage(config.asr)
+        self.asr = AsrStage(live_asr_config(config, threads=config.asr.cpu_threads))  # the only decoder
         self.classify = ClassifyStage(config)
         self.asr.setup()
         self.classify.setup()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -18,10 +19,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.config import Config, LiveStream
 from pipeline.live.sink import LiveSink
-from pipeline.live.worker import StreamWorker
+from pipeline.live.worker import StreamWorker, live_asr_config
 from pipeline.runners.live_local import StopSignals
 from pipeline.runners.ray_batch import AsrActor, ClassifyActor, init_ray
-from pipeline.segment import Window, pack_windows
+from pipeline.segment import Window
 
 log = logging.getLogger(__name__)
 
@@ -50,56 +51,41 @@ class _RemoteSink:
 
 @ray.remote(num_cpus=0, max_concurrency=256)
 class AsrDispatcher:
-    """Packs the utterances of all streams that wait for ASR into shared Whisper windows.
+    """Hands each stream's window to the next free ASR actor, oldest first.
 
-    Whisper encodes 30 s whatever it is given, so one pass over four streams' utterances costs
-    little more than a pass over one.  Each ``transcribe`` call (one per stream window) waits
-    here until the pass holding its utterances is done, and gets back its own transcripts.
+    A window holds one stream's utterances only: utterances of different streams packed into
+    one Whisper input change what is heard (Whisper skips or cuts short a sentence that follows
+    a similar one), and with the encoder given only the audio (``live.asr_full_context``
+    false) packing saves little.  A stream that falls behind still packs its own queued
+    utterances (``StreamWorker``).  Each ``transcribe`` call waits here until its window is
+    done; no actor is handed a second window while another actor is idle.
     """
 
-    def __init__(self, asr_actors: list, window_s: float, gap_s: float) -> None:
-        self.actors, self.window_s, self.gap_s = list(asr_actors), window_s, gap_s
+    def __init__(self, asr_actors: list) -> None:
+        self.actors = list(asr_actors)
         self.free = list(range(len(self.actors)))
-        self.waiting: list[dict] = []
+        self.waiting: deque[tuple[Window, Future]] = deque()
         self.lock = threading.Lock()
 
     def transcribe(self, window: Window):
-        job = {"items": window.items(), "done": threading.Event(), "result": None, "error": None}
+        job: Future = Future()
         with self.lock:
-            self.waiting.append(job)
+            self.waiting.append((window, job))
         self._kick()
-        job["done"].wait()
-        if job["error"] is not None:
-            raise job["error"]
-        return job["result"]
+        return job.result()  # raises what the ASR actor raised, after the pool's retries
 
     def _kick(self) -> None:
         with self.lock:
             while self.free and self.waiting:
-                jobs, size = [self.waiting.pop(0)], 0.0
-                size = sum(u.duration for u, _ in jobs[0]["items"])
-                while self.waiting:
-                    extra = sum(u.duration + self.gap_s for u, _ in self.waiting[0]["items"])
-                    if size + extra > self.window_s:
-                        break
-                    jobs.append(self.waiting.pop(0))
-                    size += extra
-                actor = self.free.pop(0)
-                threading.Thread(target=self._run, args=(actor, jobs), daemon=True).start()
+                actor, (window, job) = self.free.pop(0), self.waiting.popleft()
+                threading.Thread(target=self._run, args=(actor, window, job), daemon=True).start()
 
-    def _run(self, actor: int, jobs: list[dict]) -> None:
-        pairs = [item for job in jobs for item in job["items"]]
+    def _run(self, actor: int, window: Window, job: Future) -> None:
         try:
-            packed = next(pack_windows(pairs, self.window_s, self.gap_s))
-            by_id = {t.utterance.utterance_id: t for t in ray.get(self.actors[actor].process.remote(packed))}
-            for job in jobs:
-                job["result"] = [by_id[u.utterance_id] for u, _ in job["items"]]
+            job.set_result(ray.get(self.actors[actor].process.remote(window)))
         except Exception as exc:  # the pool retried already: fail these utterances, not the stream
-            for job in jobs:
-                job["error"] = exc
+            job.set_exception(exc)
         finally:
-            for job in jobs:
-                job["done"].set()
             with self.lock:
                 self.free.append(actor)
             self._kick()
@@ -144,12 +130,10 @@ class IngestActor:
 def run_live_ray(streams: list[LiveStream], config: Config, out: Path, duration: float | None) -> dict:
     init_ray(config)
     restartable = {"max_restarts": -1, "max_task_retries": 2}  # a dead actor comes back, its calls rerun
-    asr_config = config.model_copy(
-        update={"asr": config.asr.model_copy(update={"cpu_threads": config.live.asr_threads})}
-    )
+    asr_config = config.model_copy(update={"asr": live_asr_config(config)})
     asr = [AsrActor.options(**restartable).remote(asr_config) for _ in range(config.live.asr_workers)]
     classifier = ClassifyActor.options(**restartable).remote(config)
-    dispatcher = AsrDispatcher.remote(asr, config.asr.window_s, config.asr.gap_s)
+    dispatcher = AsrDispatcher.remote(asr)
     # the single writer stays on this node: --out and the metrics port are where the user looks
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     sink = SinkActor.options(scheduling_strategy=here).remote(str(out), config)
