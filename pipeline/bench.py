@@ -247,12 +247,16 @@ STAGE_NAMES = {
 ASR_ROWS: dict[str, tuple[str, dict]] = {  # in the order they run: the default next to the baseline
     "cli": ("whisper CLI (openai-whisper, baseline)", {}),
     "fw-int8": (
-        "livemod faster-whisper int8 (default)",
+        "livemod default (fw int8, 2 side by side)",
         {"backend": "faster-whisper", "compute_type": "int8"},
     ),
+    "fw-one": (
+        "livemod faster-whisper int8, one at a time",
+        {"backend": "faster-whisper", "compute_type": "int8", "batch_size": 1},
+    ),
     "fw-batched": (
-        "livemod faster-whisper int8, batch_size 4",
-        {"backend": "faster-whisper", "compute_type": "int8", "batch_size": 4},
+        "livemod faster-whisper int8, batched 4",
+        {"backend": "faster-whisper", "compute_type": "int8", "batch_size": 4, "batch_mode": "batched"},
     ),
     "fw-float32": (
         "livemod faster-whisper float32",
@@ -442,7 +446,8 @@ def bench_asr(
         (bw, bc, bp, be), (w, c, p, e) = results["cli"], results["fw-int8"]
         ok_cer = "" if be is None else f", CER {100 * e:.1f}% vs {100 * be:.1f}% (target: ≤)"
         print(
-            f"default backend (faster-whisper int8): {bw / w:.1f}× faster than the whisper CLI in wall "
+            f"default ({config.asr.backend} {config.asr.compute_type}, {config.asr.batch_size} "
+            f"{config.asr.batch_mode}): {bw / w:.1f}× faster than the whisper CLI in wall "
             f"time, {bc / c:.1f}× in CPU time (target ≥ 6×), peak {p:.0f} MB (target ≤ 600; "
             f"CLI {bp:.0f} MB){ok_cer}"
         )

@@ -80,14 +80,19 @@ class AsrConfig(_Section):
         "auto",
         "default",
     ] = "int8"
-    batch_size: int = Field(1, ge=1)  # windows decoded together in batch mode (1: one at a time)
+    batch_size: int = Field(2, ge=1)  # windows decoded together in batch mode (1: one at a time)
+    # parallel: side by side, one CTranslate2 replica each (shared weights, cpu_threads split
+    # between them), the same transcripts as one at a time; batched: one batched pass
+    # (faster-whisper's BatchedInferencePipeline, no temperature fallback)
+    batch_mode: Literal["parallel", "batched"] = "parallel"
     cpu_threads: int = Field(0, ge=0)  # 0: one per core
     beam_size: int = Field(5, ge=1)
     temperatures: list[float] = Field(default_factory=lambda: [0.0, 0.2, 0.4])  # fallback ladder
     language: str = "zh"
     initial_prompt: str = "以下是普通话的直播带货内容，使用简体中文。"
+    condition_on_previous_text: bool = True  # within a window (windows stay independent)
     window_s: float = Field(28.0, gt=1, le=30)  # utterances are packed into windows this long
-    gap_s: float = Field(0.4, ge=0, le=2)  # silence inserted between packed utterances
+    gap_s: float = Field(1.0, ge=0, le=2)  # silence inserted between packed utterances
     workers: int = Field(1, ge=1)  # ASR actors in the Ray pool
     # faster-whisper: the encoder sees 30 s (padded) as Whisper was trained; false: only the
     # window's audio plus 1 s, several times less work for short windows (live utterances)

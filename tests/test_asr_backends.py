@@ -150,18 +150,25 @@ def test_backend_and_batch_size_from_config_and_flag():
 # -- batched decoding -------------------------------------------------------------------------
 
 
-def test_batched_windows_give_the_same_transcripts(asr_stage, config):
-    """Each clip utterance in its own window, decoded one by one and then in one batch."""
-    small = load_config(overrides=["asr.window_s=6", "asr.batch_size=3"])
+@pytest.mark.parametrize("mode", ["parallel", "batched"])
+def test_batched_windows_give_the_same_transcripts(asr_stage, config, mode):
+    """Each clip utterance in its own window, decoded one by one and then three at a time:
+    side by side (``parallel``: every window decoded exactly as alone) or in one batch."""
+    small = load_config(overrides=["asr.window_s=6", "asr.batch_size=3", f"asr.batch_mode={mode}"])
     windows = list(PrepareStage(small).process(str(CLIP)))[1:]
     assert len(windows) == 3
-    one_by_one = [asr_stage.process(w) for w in windows]
+    one_stage = AsrStage(small.asr.model_copy(update={"batch_size": 1}))
+    one_stage.setup()
+    one_by_one = [one_stage.process(w) for w in windows]
     batched_stage = AsrStage(small.asr)
     batched_stage.setup()
+    assert (batched_stage.backend.pool is not None) == (mode == "parallel")
     batched = batched_stage.process_many(windows)
     assert [len(x) for x in batched] == [len(x) for x in one_by_one]
     a = "".join(t.text for ts in one_by_one for t in ts)
     b = "".join(t.text for ts in batched for t in ts)
+    if mode == "parallel":
+        assert [[t.text for t in ts] for ts in batched] == [[t.text for t in ts] for ts in one_by_one]
     assert cer(a, b) <= 0.1, (a, b)
     for ts in batched:
         for t in ts:

@@ -69,6 +69,7 @@ class WhisperBackend:
         self.config = config
         self.model = None
         self.model_name = ""
+        self.pool = None  # threads that decode windows side by side (asr.batch_mode: parallel)
 
     # -- what a backend implements -------------------------------------------------------
     def setup(self) -> None:
@@ -90,11 +91,14 @@ class WhisperBackend:
         return self.to_transcripts(window, self.transcribe_window(window.audio))
 
     def process_many(self, windows: list[Window]) -> list[list[Transcript]]:
-        """Transcribe windows together (batched when ``asr.batch_size`` > 1)."""
+        """Transcribe windows together (``asr.batch_size`` > 1): side by side
+        (``asr.batch_mode: parallel``, where the backend has a :attr:`pool`) or batched."""
         if self.model is None:
             self.setup()
         if self.config.batch_size <= 1 or len(windows) <= 1:
             return [self.process(w) for w in windows]
+        if self.pool is not None:
+            return list(self.pool.map(self.process, windows))
         out = []
         for i in range(0, len(windows), self.config.batch_size):
             chunk = windows[i : i + self.config.batch_size]

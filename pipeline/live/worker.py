@@ -46,7 +46,8 @@ def live_asr_config(config: Config, threads: int | None = None):
     (default ``live.asr_threads``, for each of the ``live.asr_workers`` Ray actors)."""
     threads = config.live.asr_threads if threads is None else threads
     return config.asr.model_copy(
-        update={"cpu_threads": threads, "full_context": config.live.asr_full_context}
+        # batch_size 1: live decodes one window per call, on all of its threads
+        update={"cpu_threads": threads, "full_context": config.live.asr_full_context, "batch_size": 1}
     )
 
 
