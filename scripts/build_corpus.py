@@ -679,43 +679,45 @@ def augment(aug: Augmenter, r: dict, all_keys: set[str], seed: int) -> list[dict
     return out
 
 
+class BigramIndex:
+    """Texts indexed by character bigram, to find the nearest one to a new text quickly."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.grams = [bigrams(t) for t in texts]
+        self.index = defaultdict(list)
+        for i, g in enumerate(self.grams):
+            for b in g:
+                self.index[b].append(i)
+
+    def nearest(self, text: str) -> tuple[float, int | None]:
+        """(Jaccard similarity, position) of the closest indexed text among the 20 that share
+        the most bigrams with ``text``; (0.0, None) when none shares any."""
+        g = bigrams(text)
+        hits = Counter(i for b in g for i in self.index.get(b, ()))
+        best, best_i = 0.0, None
+        for i, inter in hits.most_common(20):
+            j = inter / len(g | self.grams[i])
+            if j > best:
+                best, best_i = j, i
+        return best, best_i
+
+
 def drop_near_held_out(extra: list[dict], items: list[dict], assign: dict, threshold=0.7):
     """Train-only material must not bring a dev or test phrasing into train."""
-    held = [bigrams(r["text"]) for r in items if assign[r["group"]] != "train"]
-    index = defaultdict(list)
-    for i, g in enumerate(held):
-        for b in g:
-            index[b].append(i)
-    kept = []
-    for r in extra:
-        g = bigrams(r["text"])
-        hits = Counter(i for b in g for i in index.get(b, ()))
-        if not any(inter / len(g | held[i]) >= threshold for i, inter in hits.most_common(20)):
-            kept.append(r)
+    held = BigramIndex([r["text"] for r in items if assign[r["group"]] != "train"])
+    kept = [r for r in extra if held.nearest(r["text"])[0] < threshold]
     return kept, len(extra) - len(kept)
 
 
 def near_duplicates(rows_by_split, threshold=0.7):
     train = [r for r in rows_by_split["train"] if r["aug"] == "none"]
-    index = defaultdict(list)
-    grams = []
-    for i, r in enumerate(train):
-        g = bigrams(r["text"])
-        grams.append(g)
-        for b in g:
-            index[b].append(i)
+    index = BigramIndex([r["text"] for r in train])
     found = []
     for sp in ("dev", "test"):
         for r in rows_by_split[sp]:
             if r["aug"] != "none":
                 continue
-            g = bigrams(r["text"])
-            hits = Counter(i for b in g for i in index.get(b, ()))
-            best, best_i = 0.0, None
-            for i, inter in hits.most_common(20):
-                j = inter / len(g | grams[i])
-                if j > best:
-                    best, best_i = j, i
+            best, best_i = index.nearest(r["text"])
             if best >= threshold:
                 found.append((sp, best, r, train[best_i]))
     return found
