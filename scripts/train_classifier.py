@@ -37,6 +37,7 @@ from pipeline.classify.model import (  # noqa: E402
 )
 from pipeline.classify.normalize import Normalizer, VariantTable  # noqa: E402
 from pipeline.classify.phonetic import _pinyin_syllables  # noqa: E402
+from pipeline.classify.semantic import WEIGHTS as SEMANTIC_WEIGHTS  # noqa: E402
 from pipeline.classify.taxonomy import CATEGORIES, CODES  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.evaluate import format_scores, read_jsonl, recall_by_aug, score_labels  # noqa: E402
@@ -270,7 +271,7 @@ def train_semantic(args, splits, norm, char_dev: np.ndarray, out: Path) -> dict:
 
 def _digest(weights: Path, splits: dict) -> str:
     h = hashlib.sha1(weights.read_bytes())
-    head = weights.parent / "semantic.safetensors"
+    head = weights.parent / SEMANTIC_WEIGHTS
     if head.is_file():
         h.update(head.read_bytes())
     for k in sorted(splits):
