@@ -160,9 +160,12 @@ async function openItem(i) {
 
 function renderPlayer(it) {
   const p = $("player");
-  if (!it.clip_url) { p.removeAttribute("src"); p.load(); p.dataset.seek = ""; return; }
+  if (!it.clip_url) { p.removeAttribute("src"); p.load(); p.dataset.seek = ""; p.dataset.clip = ""; return; }
   const seek = Math.max(0, it.start_s - (it.clip_start || 0) - LEAD_IN_S);
+  // the same item drawn again (a note saved, the queue reloaded): keep the clip where it plays
+  if (p.dataset.clip === it.clip_url && p.dataset.seek === String(seek)) return;
   p.dataset.seek = String(seek);
+  p.dataset.clip = it.clip_url;
   p.addEventListener("loadedmetadata", () => { p.currentTime = seek; }, {once: true});
   p.src = it.clip_url;
 }
