@@ -219,6 +219,17 @@ def test_the_model_flags_what_no_lexicon_entry_names_and_says_so(text, code):
     assert fused.model.semantic is not None  # the head over Whisper's embeddings is part of it
 
 
+def test_an_allow_listed_phrase_also_stops_a_model_only_flag(tmp_path):
+    text, code = MODEL_ONLY[0]
+    user = tmp_path / "allow.yaml"
+    user.write_text("allow: [简介里那个号]\n", encoding="utf-8")
+    result = Classifier(ClassifierConfig(user_lexicons=[user])).classify(text)
+    assert result.labels == ()
+    ((ev, rule),) = result.suppressed  # and says why: the model's flag, dropped by the allow-list
+    assert rule == "allow_list" and ev.kind == "model" and ev.match == "简介里那个号"
+    assert text[ev.span[0] : ev.span[1]] == "简介里那个号"
+
+
 @pytest.mark.parametrize("text", MODEL_NEGATIVES)
 def test_the_model_leaves_the_same_topics_alone_when_harmless(text):
     assert codes(Classifier(ClassifierConfig()), text) == set()

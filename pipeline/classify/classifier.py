@@ -176,8 +176,15 @@ class Classifier:
         # the model alone does not overrule the context rules: in an utterance where a match was
         # negated, reported or warned against, it raises nothing of its own
         context = any(rule in RULES or rule == "negation_inside" for _, rule in suppressed)
+        # nor where the user declared a phrase of the utterance harmless (an allow-list entry)
+        allowed = [norm.original_span(a, b) for a, b in self.lexicon.allowed_spans(norm.text)]
         for code, p in (probs or {}).items():
             if code not in by_code and p >= threshold and code in subs and not context:
+                if allowed:
+                    a, b = allowed[0]
+                    ev = Evidence(match=text[a:b], span=(a, b), rule=self.model.version, kind="model")
+                    suppressed.append((ev, "allow_list"))
+                    continue
                 sub = subs[code]
                 ev = Evidence(match=text, span=(0, len(text)), rule=self.model.version, kind="model")
                 labels.append(Label(sub.category, sub.name, p, sub.severity, sub.basis, (ev,)))

@@ -156,6 +156,10 @@ class Lexicon:
     def subcategories(self) -> dict[str, Subcategory]:
         return {e.sub.code: e.sub for e in self.entries.values()}
 
+    def allowed_spans(self, text: str) -> list[tuple[int, int]]:
+        """Where the user's allow-listed phrases occur in normalised ``text``."""
+        return [span for a in self.allow for span in _spans(text, a)]
+
     def matches(self, text: str, contiguous=lambda start, end: True) -> Iterator[Match]:
         """All matches in normalised ``text``, spelled or by sound, that pass exceptions,
         requirements and allow-lists.  A span matched by spelling is not matched again by sound,
@@ -170,7 +174,7 @@ class Lexicon:
         for hit in self._phonetic.find(text):
             if (hit.start, hit.end, hit.payload.id) not in spelled and contiguous(hit.start, hit.end):
                 found.append(Match(hit.start, hit.end, hit.payload, hit.kind))
-        allowed = [span for a in self.allow for span in _spans(text, a)]
+        allowed = self.allowed_spans(text)
         for m in found:
             if any(a <= m.start and m.end <= b for a, b in allowed):
                 continue
