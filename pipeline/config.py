@@ -109,6 +109,9 @@ class ClassifierConfig(_Section):
     # None: the values tuned on the dev split at training time (the model's training.json)
     model_threshold: float | None = Field(None, ge=0, le=1)  # the model alone flags from here
     model_veto: float | None = Field(None, ge=0, le=1)  # sound-alike matches the model puts below drop
+    # a model-only flag also needs each of the model's two readers (characters, Whisper
+    # embeddings) at or above this: one overconfident reader alone does not flag
+    model_agreement: float | None = Field(None, ge=0, le=1)
     model_threads: int | None = Field(None, ge=1)  # torch threads for the model (None: torch default)
     reload_interval_s: float | None = Field(2.0, ge=0)  # check lexicon files for edits; null: never
     negation_window: int = Field(6, ge=0)  # characters before a match searched for negation

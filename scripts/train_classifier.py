@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import random
 import sys
@@ -280,6 +281,9 @@ def _digest(weights: Path, splits: dict) -> str:
     return h.hexdigest()[:8]
 
 
+FPR_CAP = 0.03  # the most benign false positives on dev that the fusion tuning accepts
+
+
 def tune_and_test(out: Path, data: Path, info: dict) -> dict:
     """Pick the fusion thresholds on dev, then score test once: model alone, lexicon alone, fused."""
     from pipeline.classify.classifier import Classifier
@@ -294,18 +298,31 @@ def tune_and_test(out: Path, data: Path, info: dict) -> dict:
     def run(clf, rows):
         return [{lab.code for lab in r.labels} for r in clf.classify_many([x["text"] for x in rows])]
 
+    dev = [x["text"] for x in splits["dev"]]
+    norms = [fused.normalize(t) for t in dev]
+    scores = fused.model.predict_with_agreement([n.text for n in norms])  # once, not per setting
     gold_dev = [set(r.get("labels", [])) for r in splits["dev"]]
     best = None
-    for thr in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98):
-        for veto in (0.02, 0.05, 0.1, 0.2):
-            fused.config = ClassifierConfig(model_dir=out, model_threshold=thr, model_veto=veto)
-            s = score_labels(gold_dev, run(fused, splits["dev"]))
-            # the best macro-F1 that keeps benign false positives at or under 4% (margin under 5%)
-            key = (s["fpr"] <= 0.04, s["macro_f1"] - max(0.0, s["fpr"] - 0.04))
-            if best is None or key > best[0]:
-                best = (key, thr, veto, s["macro_f1"], s["fpr"])
-    _, thr, veto, dev_f1, dev_fpr = best
-    fused.config = ClassifierConfig(model_dir=out, model_threshold=thr, model_veto=veto)
+    for thr, agree, veto in itertools.product(
+        (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), (0.0, 0.1, 0.2, 0.3, 0.4), (0.02, 0.05, 0.1, 0.2)
+    ):
+        fused.config = ClassifierConfig(
+            model_dir=out, model_threshold=thr, model_agreement=agree, model_veto=veto
+        )
+        pred = [
+            {lab.code for lab in fused._fuse(t, n, p, a).labels}
+            for t, n, (p, a) in zip(dev, norms, scores, strict=True)
+        ]
+        s = score_labels(gold_dev, pred)
+        # the best macro-F1 that keeps benign false positives on dev at or under FPR_CAP:
+        # unseen phrasings (test) have run up to a point above dev, and the target is 5%
+        key = (s["fpr"] <= FPR_CAP, s["macro_f1"] - max(0.0, s["fpr"] - FPR_CAP))
+        if best is None or key > best[0]:
+            best = (key, thr, agree, veto, s["macro_f1"], s["fpr"])
+    _, thr, agree, veto, dev_f1, dev_fpr = best
+    fused.config = ClassifierConfig(
+        model_dir=out, model_threshold=thr, model_agreement=agree, model_veto=veto
+    )
     test = splits["test"]
     gold = [set(r.get("labels", [])) for r in test]
     results = {}
@@ -327,7 +344,13 @@ def tune_and_test(out: Path, data: Path, info: dict) -> dict:
         print(f"\n== test, {name} ==\n{format_scores(s)}")
         print("recall by kind of item:", json.dumps(results[name]["by_aug"], ensure_ascii=False))
     return {
-        "fusion": {"model_threshold": thr, "model_veto": veto, "dev_macro_f1": dev_f1, "dev_fpr": dev_fpr},
+        "fusion": {
+            "model_threshold": thr,
+            "model_agreement": agree,
+            "model_veto": veto,
+            "dev_macro_f1": dev_f1,
+            "dev_fpr": dev_fpr,
+        },
         "test": results,
         "test_size": len(test),
     }
@@ -392,9 +415,12 @@ still reads right.
 It never works alone in the product: `pipeline/classify/classifier.py` fuses it with the
 lexicon and context rules.  A lexicon label gains score when the model agrees; a match made
 only by sound is dropped when the model gives it less than `model_veto`; the model alone
-raises a label (evidence kind `model`) from `model_threshold`.  Both thresholds were picked on
-the dev split: model_threshold = {info["fusion"]["model_threshold"]}, model_veto = {info["fusion"]["model_veto"]}
-(dev macro-F1 {info["fusion"]["dev_macro_f1"]:.3f}, dev FPR {info["fusion"]["dev_fpr"]:.3f}).
+raises a label (evidence kind `model`) from `model_threshold`, when each of its two readers
+(characters, Whisper embeddings) also gives at least `model_agreement`.  The three were picked on
+the dev split, best macro-F1 with dev FPR at most {FPR_CAP:.0%}: model_threshold =
+{info["fusion"]["model_threshold"]}, model_agreement = {info["fusion"].get("model_agreement", 0.0)},
+model_veto = {info["fusion"]["model_veto"]} (dev macro-F1 {info["fusion"]["dev_macro_f1"]:.3f},
+dev FPR {info["fusion"]["dev_fpr"]:.3f}).
 
 ## Data
 

@@ -125,8 +125,10 @@ class Classifier:
         if every is not None and time.monotonic() - self._checked_at >= every:
             self.reload_if_changed()
         norms = [self.normalize(t) for t in texts]
-        probs = self.model.predict([n.text for n in norms]) if self.model else [None] * len(texts)
-        return [self._fuse(t, n, p) for t, n, p in zip(texts, norms, probs, strict=True)]
+        if self.model is None:
+            return [self._fuse(t, n, None) for t, n in zip(texts, norms, strict=True)]
+        scores = self.model.predict_with_agreement([n.text for n in norms])
+        return [self._fuse(t, n, p, a) for t, n, (p, a) in zip(texts, norms, scores, strict=True)]
 
     def _lexicon(self, text: str, norm) -> tuple[dict[str, list[tuple[Match, Evidence]]], list]:
         by_code: dict[str, list[tuple[Match, Evidence]]] = {}
@@ -145,13 +147,16 @@ class Classifier:
                 by_code.setdefault(m.entry.sub.code, []).append((m, ev))
         return by_code, suppressed
 
-    def _fuse(self, text: str, norm, probs: dict[str, float] | None) -> Classification:
+    def _fuse(
+        self, text: str, norm, probs: dict[str, float] | None, agree: dict[str, float] | None = None
+    ) -> Classification:
         """Lexicon scores, raised when the model agrees; sound-alike matches the model finds
         implausible are dropped; the model alone flags what it is confident about."""
         c = self.config
         fusion = self.model.fusion if self.model else {}
         veto = c.model_veto if c.model_veto is not None else fusion.get("model_veto", 0.05)
         threshold = c.model_threshold if c.model_threshold is not None else fusion.get("model_threshold", 0.7)
+        agreement = c.model_agreement if c.model_agreement is not None else fusion.get("model_agreement", 0.0)
         by_code, suppressed = self._lexicon(text, norm)
         subs = self.lexicon.subcategories
         labels = []
@@ -180,6 +185,8 @@ class Classifier:
         allowed = [norm.original_span(a, b) for a, b in self.lexicon.allowed_spans(norm.text)]
         for code, p in (probs or {}).items():
             if code not in by_code and p >= threshold and code in subs and not context:
+                if agree is not None and agree.get(code, p) < agreement:
+                    continue  # one reader is sure, the other is not: not enough for the model alone
                 if allowed:
                     a, b = allowed[0]
                     ev = Evidence(match=text[a:b], span=(a, b), rule=self.model.version, kind="model")

@@ -17,6 +17,8 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.classify.phonetic import sounds
 from pipeline.classify.semantic import WEIGHTS, SemanticHead
 from pipeline.classify.taxonomy import CODES
@@ -143,17 +145,31 @@ class TextModel:
 
     def predict(self, normalised: list[str], batch_size: int = 64) -> list[dict[str, float]]:
         """Probabilities per code for each (already normalised) text."""
+        return [probs for probs, _ in self.predict_with_agreement(normalised, batch_size)]
+
+    def predict_with_agreement(
+        self, normalised: list[str], batch_size: int = 64
+    ) -> list[tuple[dict[str, float], dict[str, float]]]:
+        """Per text: (probability per code, the lower of the two readers' probabilities per code).
+        Without the semantic head the character model is the only reader: both are the same."""
         import torch
 
         if self.model is None:
             self.setup()
-        out: list[dict[str, float]] = []
+        out = []
         for i in range(0, len(normalised), batch_size):
             texts = normalised[i : i + batch_size]
             with torch.inference_mode():
                 probs = torch.sigmoid(self.model(**self.encode(texts)).logits).numpy()
+            agree = probs
             if self.semantic is not None:
-                w = self.semantic_weight
-                probs = (1.0 - w) * probs + w * self.semantic.predict(texts)
-            out += [dict(zip(self.codes, row.tolist(), strict=True)) for row in probs]
+                w, other = self.semantic_weight, self.semantic.predict(texts)
+                probs, agree = (1.0 - w) * probs + w * other, np.minimum(probs, other)
+            out += [
+                (
+                    dict(zip(self.codes, p.tolist(), strict=True)),
+                    dict(zip(self.codes, a.tolist(), strict=True)),
+                )
+                for p, a in zip(probs, agree, strict=True)
+            ]
         return out
