@@ -266,41 +266,42 @@ ASR_ROWS: dict[str, tuple[str, dict]] = {  # in the order they run: the default 
 }
 
 
-def _asr_prepare(config_json: str, audio: str, out: str) -> None:
-    """What the pipeline's prepare worker does, in its own process: decode, VAD, pack windows."""
-    import pickle
+class _Collect:
+    """Where the local runner hands finished streams (bench asr keeps them in memory)."""
 
+    def __init__(self) -> None:
+        self.results = []
+
+    def submit(self, result) -> None:
+        self.results.append(result)
+
+    def poll(self) -> None:
+        pass
+
+
+def _asr_row(config_json: str, audio: str, out: str, started: str) -> None:
+    """A livemod row, in its own process, from the audio file to its transcripts: the local
+    runner (``livemod batch --no-ray``) without the classifier.  Decoding, VAD and windowing
+    run in a thread a few windows ahead of ASR while the model loads, then windows go to the
+    decoders as they come (the product's code path, nothing prepared beforehand).  ``started``:
+    the parent's ``time.time()`` when it started this process, what the marks count from."""
     from pipeline.config import Config
-    from pipeline.stages import PrepareStage
+    from pipeline.runners.local import Progress, run_local
 
+    t0 = time.perf_counter() - (time.time() - float(started))  # perf_counter() at the start
     config = Config.model_validate_json(Path(config_json).read_text())
-    windows = list(PrepareStage(config).process(audio))[1:]
-    Path(out).write_bytes(pickle.dumps(windows))
-
-
-def _asr_row(config_json: str, windows_pickle: str, out: str) -> None:
-    """What an ASR worker does, in its own process: load the model, transcribe every window."""
-    import pickle
-
-    from pipeline.config import Config
-    from pipeline.stages import AsrStage
-
-    config = Config.model_validate_json(Path(config_json).read_text())
-    windows = pickle.loads(Path(windows_pickle).read_bytes())
-    asr = AsrStage(config.asr)
-    t0 = time.perf_counter()
-    asr.setup()
-    t1 = time.perf_counter()
-    transcripts = [t for ts in asr.process_many(windows) for t in ts]
-    t2 = time.perf_counter()
-    result = {
-        "text": "".join(t.text for t in transcripts),
-        "load_s": t1 - t0,
-        "asr_s": t2 - t1,
-        "windows": len(windows),
-        "model": asr.model_name,
+    collect, marks = _Collect(), {}
+    run_local([audio], config, collect, Progress(enabled=False), classify=False, timings=marks)
+    (result,) = collect.results
+    if result.error or result.failures:
+        raise RuntimeError(f"{audio}: {result.error or result.failures}")
+    marks = {k: v - t0 for k, v in marks.items()}
+    result_json = {
+        "text": "".join(t.text for t in result.transcripts),
+        "marks": marks,
+        "model": result.transcripts[0].asr_model if result.transcripts else "",
     }
-    Path(out).write_text(json.dumps(result, ensure_ascii=False))
+    Path(out).write_text(json.dumps(result_json, ensure_ascii=False))
 
 
 def _run_measured(cmd: list[str], env: dict, log: Path) -> tuple[int, float, float, float]:
@@ -363,33 +364,19 @@ def bench_asr(
         f"same initial prompt; {os.cpu_count()} cores, load average {_load_avg()} at the start"
     )
     print(
-        "each step is a separate process timed from its start (imports and model load included);\n"
-        "a livemod row = its prepare process (decode, VAD, windows: done once, its time added to\n"
-        "every row) + its ASR process, whose peak memory is what one ASR worker needs\n"
+        "each row is one process timed from its start to the finished transcript (imports, model\n"
+        "load, decoding and VAD included); a livemod row runs the local runner (livemod batch\n"
+        "--no-ray) without the classifier: its peak memory is what one worker needs\n"
     )
     results: dict[str, tuple[float, float, float, float | None]] = {}
     texts: dict[str, str] = {}
+    marks: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="livemod-bench-asr-") as tmp:
         tmpdir = Path(tmp)
         bindir = tmpdir / "bin"  # the whisper CLI calls `ffmpeg`: the one livemod uses
         bindir.mkdir()
         os.symlink(find_ffmpeg(config.media.ffmpeg), bindir / "ffmpeg")
         env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
-        windows = tmpdir / "windows.pkl"
-        prep_wall = prep_cpu = 0.0
-        if any(n != "cli" for n in names):
-            cfg_file = tmpdir / "prepare.json"
-            cfg_file.write_text(config.model_dump_json())
-            cmd = [sys.executable, "-m", "pipeline.bench", "asr-prepare", str(cfg_file), source, str(windows)]
-            code, prep_wall, prep_cpu, prep_peak = _run_measured(cmd, env, tmpdir / "prepare.log")
-            if code != 0:
-                raise RuntimeError(
-                    f"preparing {source} failed: {(tmpdir / 'prepare.log').read_text()[-500:]}"
-                )
-            print(
-                f"livemod prepare process (decode, VAD, windows): {prep_wall:.1f} s wall, "
-                f"{prep_cpu:.1f} s CPU, peak {prep_peak:.0f} MB\n"
-            )
         print(
             f"{'':44s} {'wall s':>7s} {'RTF':>6s} {'CPU s':>7s} {'peak MB':>8s} {'CER':>6s} "
             f"{'vs CLI: wall':>12s} {'CPU':>6s}"
@@ -407,18 +394,13 @@ def bench_asr(
                 row_config = config.model_copy(update={"asr": config.asr.model_copy(update=update)})
                 cfg_file, out = tmpdir / f"{name}.json", tmpdir / f"{name}.out.json"
                 cfg_file.write_text(row_config.model_dump_json())
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "pipeline.bench",
-                    "asr-row",
-                    str(cfg_file),
-                    str(windows),
-                    str(out),
-                ]
+                cmd = [sys.executable, "-m", "pipeline.bench", "asr-row", str(cfg_file), source, str(out)]
+                cmd.append(repr(time.time()))
                 code, wall, cpu, peak = _run_measured(cmd, env, log)
-                wall, cpu = wall + prep_wall, cpu + prep_cpu
-                text = json.loads(out.read_text())["text"] if code == 0 and out.is_file() else None
+                row = json.loads(out.read_text()) if code == 0 and out.is_file() else None
+                text = row["text"] if row else None
+                if row:
+                    marks[name] = row["marks"]
             if text is None:
                 tail = log.read_text(errors="replace").strip().splitlines()[-3:]
                 print(f"{label:44s} failed (exit {code}): {' | '.join(tail)}")
@@ -435,6 +417,16 @@ def bench_asr(
                 f"{vs_wall:>12s} {vs_cpu:>6s}",
                 flush=True,
             )
+    if marks:
+        print(
+            "\nlivemod rows, seconds from the process's start: model loaded (the file is being decoded and\n"
+            "VAD'd meanwhile), first window handed to ASR, whole file decoded and VAD'd, transcripts done"
+        )
+        for name, m in marks.items():
+            when = "  ".join(
+                f"{k} {m[k]:5.1f}" for k in ("models", "first_window", "prepared", "done") if k in m
+            )
+            print(f"  {ASR_ROWS[name][0]:44s} {when}")
     if "openai" in texts and len(texts) > 1:
         print("\nCER between transcripts (the same weights; reference: livemod openai-whisper float32):")
         for name, text in texts.items():
@@ -454,8 +446,8 @@ def bench_asr(
     return 0
 
 
-if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] in ("asr-prepare", "asr-row"):
+if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "asr-row":
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    (_asr_prepare if sys.argv[1] == "asr-prepare" else _asr_row)(sys.argv[2], sys.argv[3], sys.argv[4])
+    _asr_row(*sys.argv[2:])

@@ -9,8 +9,10 @@ instead of one per utterance is several times less encoder work.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -20,21 +22,83 @@ from pipeline.records import SAMPLE_RATE, Utterance
 FRAME = 512  # silero-vad's frame at 16 kHz (32 ms)
 
 
+CONTEXT = 64  # samples of the previous frame silero-vad sees before each frame at 16 kHz
+SEQUENCE_MODEL = "silero_vad_16k_sequence.onnx"  # many frames per call (silero-vad ≥ 6)
+STREAMING_MODEL = "silero_vad.onnx"  # one frame per call (every silero-vad ≥ 5)
+
+
+def silero_model_dir() -> Path:
+    """The ``data`` folder of the silero-vad wheel, found without importing the package
+    (its ``__init__`` imports torch, which the VAD does not need)."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("silero-vad is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
 class SileroVad:
-    """Streaming speech probabilities from the silero-vad model bundled in its wheel (ONNX)."""
+    """Streaming speech probabilities from the silero-vad model bundled in its wheel (ONNX),
+    run with onnxruntime directly: no torch, so a worker that decodes, finds utterances and
+    transcribes needs neither torch's start-up (~1 s) nor its memory (~150 MB).
 
-    def __init__(self) -> None:
-        import torch
-        from silero_vad import load_silero_vad
+    :meth:`probs` scores any number of consecutive 512-sample frames, carrying the model's
+    state and the 64-sample context from one call to the next exactly as silero-vad's own
+    streaming wrapper does.  With silero-vad ≥ 6 the frames go through its "sequence" export
+    in one call per :data:`MAX_FRAMES` (the same weights, bit-identical probabilities, ~3×
+    less time than one call per frame); older wheels run the streaming model frame by frame.
+    """
 
-        self._torch = torch
-        self.model = load_silero_vad(onnx=True)
+    MAX_FRAMES = 512  # frames per call of the sequence model (16 s of audio)
+
+    def __init__(self, sequence: bool | None = None) -> None:
+        import onnxruntime
+
+        data = silero_model_dir()
+        if sequence is None:
+            sequence = (data / SEQUENCE_MODEL).is_file()
+        opts = onnxruntime.SessionOptions()
+        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = 1
+        self.sequence = sequence
+        self.session = onnxruntime.InferenceSession(
+            str(data / (SEQUENCE_MODEL if sequence else STREAMING_MODEL)),
+            sess_options=opts,
+            providers=["CPUExecutionProvider"],
+        )
+        self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
+        self.reset()
 
     def reset(self) -> None:
-        self.model.reset_states()
+        self._state = np.zeros((2, 1, 128), np.float32)  # the LSTM's h and c
+        self._context = np.zeros(CONTEXT, np.float32)
+
+    def probs(self, frames: np.ndarray) -> np.ndarray:
+        """Speech probability of each row of ``frames`` (k × 512, consecutive audio)."""
+        frames = np.ascontiguousarray(frames, dtype=np.float32).reshape(-1, FRAME)
+        out = np.empty(len(frames), np.float32)
+        for lo in range(0, len(frames), self.MAX_FRAMES):
+            block = frames[lo : lo + self.MAX_FRAMES]
+            x = np.empty((len(block), CONTEXT + FRAME), np.float32)  # each frame after its context
+            x[:, CONTEXT:] = block
+            x[0, :CONTEXT] = self._context
+            x[1:, :CONTEXT] = block[:-1, -CONTEXT:]
+            self._context = block[-1, -CONTEXT:].copy()
+            if self.sequence:
+                p, h, c = self.session.run(
+                    ["speech_probs", "hn", "cn"], {"input": x, "h": self._state[:1], "c": self._state[1:]}
+                )
+                out[lo : lo + len(block)] = p.reshape(-1)
+                self._state = np.concatenate([h, c])
+            else:
+                for i in range(len(block)):
+                    p, self._state = self.session.run(
+                        None, {"input": x[i : i + 1], "state": self._state, "sr": self._sr}
+                    )
+                    out[lo + i] = p.reshape(-1)[0]
+        return out
 
     def __call__(self, frame: np.ndarray) -> float:
-        return float(self.model(self._torch.from_numpy(frame), SAMPLE_RATE).item())
+        return float(self.probs(frame)[0])
 
 
 @dataclass
@@ -81,8 +145,9 @@ class Segmenter:
         data = np.concatenate([self._pending, audio]) if len(self._pending) else audio
         n = len(data) // FRAME * FRAME
         self._pending = data[n:].copy()
-        for i in range(0, n, FRAME):
-            yield from self._step(data[i : i + FRAME])
+        probs = self.vad.probs(data[:n]) if n else ()  # every whole frame in one go
+        for p in probs:
+            yield from self._step(float(p))
         self._trim()
 
     def flush(self) -> Iterator[tuple[Utterance, np.ndarray]]:
@@ -93,8 +158,8 @@ class Segmenter:
             yield from self._emit(self._speech_start, stop)
         self._speech_start = None
 
-    def _step(self, frame: np.ndarray) -> Iterator[tuple[Utterance, np.ndarray]]:
-        p = self.vad(frame)
+    def _step(self, p: float) -> Iterator[tuple[Utterance, np.ndarray]]:
+        """One frame of speech probability ``p``."""
         here = self._pos
         self._pos += FRAME
         if self._speech_start is None:

@@ -6,20 +6,26 @@ them in-process.  Stages never import ray.
     PrepareStage   source → Stream header, then packed Windows of utterances (or a Failure)
     AsrStage       Window → Transcripts
     ClassifyStage  Transcripts → Violations
+
+:class:`Prefetch` runs a PrepareStage generator in a thread, a few windows ahead of whoever
+consumes them, so that decoding and VAD overlap model loading and ASR.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import faults
 from pipeline.asr.backend import make_backend
-from pipeline.classify.classifier import Classifier
 from pipeline.config import AsrConfig, Config
 from pipeline.media import MediaError, decode_blocks, find_ffmpeg, probe
 from pipeline.records import Stream, Transcript, Violation
@@ -107,11 +113,95 @@ class AsrStage:
             faults.inject("asr", window.stream_id, [u.index for u in window.utterances])
         return self.backend.process_many(windows)
 
+    @property
+    def side_by_side(self) -> int:
+        """Windows this stage decodes at once (``asr.batch_mode: parallel``), 1 otherwise."""
+        return self.backend.side_by_side
+
+    def submit(self, window: Window) -> Future:
+        """Start transcribing ``window``: on the backend's side-by-side threads when it has
+        them (the call returns at once; a window is decoded as soon as a thread is free), else
+        here and now.  The future holds what :meth:`process` returns or raises."""
+        if self.backend.pool is not None:
+            return self.backend.pool.submit(self.process, window)
+        future: Future = Future()
+        try:
+            future.set_result(self.process(window))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+class Prefetch:
+    """Iterate ``items`` (a PrepareStage generator: decoding, VAD, windowing) in a thread, at
+    most ``depth`` items ahead of the consumer, so that a stream's first windows reach ASR while
+    the rest is still being decoded (memory: ``depth`` windows).  Iterating a Prefetch gives
+    the same items in the same order; an exception of ``items`` is raised to the consumer at
+    the point where it happened.  :attr:`finished_at` is when ``items`` ran out
+    (``time.perf_counter()``), None until then."""
+
+    def __init__(self, items: Iterable, depth: int = 4) -> None:
+        self._queue: queue.Queue = queue.Queue(max(1, depth))
+        self._stop = threading.Event()
+        self._done = False
+        self.finished_at: float | None = None
+        self._thread = threading.Thread(target=self._run, args=(items,), name="prepare", daemon=True)
+        self._thread.start()
+
+    def _run(self, items: Iterable) -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not self._put(("item", item)):
+                    return
+        except Exception as exc:
+            self._put(("error", exc))
+            return
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:  # a generator stopped early: its ffmpeg is ended now
+                close()
+        self.finished_at = time.perf_counter()
+        self._put(("end", None))
+
+    def _put(self, message) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Prefetch:
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        kind, value = self._queue.get()
+        if kind == "item":
+            return value
+        self._done = True
+        self._thread.join()
+        if kind == "error":
+            raise value
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop early (the consumer gives up on the stream): the thread ends, and so does ffmpeg."""
+        self._stop.set()
+        self._done = True
+        self._thread.join()
+
 
 class ClassifyStage:
     """Transcripts → violations."""
 
     def __init__(self, config: Config) -> None:
+        from pipeline.classify.classifier import Classifier  # here: a worker that only transcribes
+        # never imports it (pypinyin's tables alone take ~0.3 s)
+
         self.classifier = Classifier(config.classifier)
 
     def setup(self) -> None:

@@ -67,3 +67,40 @@ def test_windows_pack_in_order_and_map_back(vad):
             t = w.offsets[i] + 0.5
             assert w.locate(t) == i
             assert abs(w.to_stream(i, t) - (u.start + 0.5)) < 1e-6
+
+
+@pytest.mark.parametrize("sequence", [True, False])
+def test_probabilities_are_silero_vads_own(sequence):
+    """The torch-free VAD (the sequence export, many frames per call; or the streaming model
+    frame by frame) gives bit for bit the probabilities of silero-vad's own ONNX wrapper, fed
+    the way the Segmenter feeds it: blocks of any length, state carried over."""
+    import torch
+    from silero_vad import load_silero_vad
+
+    from pipeline.segment import FRAME, silero_model_dir
+
+    if sequence and not (silero_model_dir() / "silero_vad_16k_sequence.onnx").is_file():
+        pytest.skip("this silero-vad has no sequence export")
+    audio = decode_audio(str(CLIP))
+    frames = audio[: len(audio) // FRAME * FRAME].reshape(-1, FRAME)
+    theirs = load_silero_vad(onnx=True)
+    expected = np.array([theirs(torch.from_numpy(f.copy()), SAMPLE_RATE).item() for f in frames], np.float32)
+    ours = SileroVad(sequence=sequence)
+    cuts = [0, 1, 9, 700, 701, len(frames)]  # a 1-frame call, short calls, one over MAX_FRAMES
+    got = np.concatenate([ours.probs(frames[a:b]) for a, b in zip(cuts, cuts[1:])])
+    assert np.array_equal(got, expected)
+    ours.reset()
+    assert ours(frames[0]) == expected[0]
+
+
+def test_vad_runs_without_torch():
+    """Decoding and VAD need no torch (its start-up and memory stay out of the workers)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pipeline.stages import PrepareStage; from pipeline.config import load_config; "
+        f"items = list(PrepareStage(load_config()).process({str(CLIP)!r})); "
+        "assert len(items) > 1 and 'torch' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

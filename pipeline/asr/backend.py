@@ -70,6 +70,7 @@ class WhisperBackend:
         self.model = None
         self.model_name = ""
         self.pool = None  # threads that decode windows side by side (asr.batch_mode: parallel)
+        self.side_by_side = 1  # how many: the pool's threads
 
     # -- what a backend implements -------------------------------------------------------
     def setup(self) -> None:

@@ -125,6 +125,7 @@ class FasterWhisperAsr(WhisperBackend):
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(side_by_side, thread_name_prefix="whisper")
+            self.side_by_side = side_by_side
 
     def _options(self) -> dict:
         c = self.config

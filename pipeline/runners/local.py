@@ -6,14 +6,18 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from pipeline.config import Config
-from pipeline.manifest import Entry, Manifest
 from pipeline.records import SegmentFailure, Stream, StreamResult, Transcript, Violation
 from pipeline.segment import Window
-from pipeline.stages import AsrStage, ClassifyStage, Failure, PrepareStage
+from pipeline.stages import AsrStage, ClassifyStage, Failure, Prefetch, PrepareStage
+
+if TYPE_CHECKING:  # the manifest (SQLAlchemy) is imported by whoever makes one
+    from pipeline.manifest import Entry, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -199,77 +203,158 @@ def one_line(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {text[-1][:200] if text else ''}"
 
 
-def run_local(
-    sources: Iterable[str], config: Config, writer, progress: Progress, manifest=None, metrics=None
-) -> None:
-    track = Tracker(writer, progress, manifest, metrics)
-    prepare, asr, classify = PrepareStage(config), AsrStage(config.asr), ClassifyStage(config)
-    for stage in (prepare, asr, classify):
-        stage.setup()
-    tries_allowed = config.ray.max_tries
+PREFETCH_WINDOWS = 4  # windows the prepare thread may run ahead of ASR (memory: ~2 MB each)
 
-    def moderate_one(state: StreamState, k: int, window: Window, source: str) -> None:
+
+def run_local(
+    sources: Iterable[str],
+    config: Config,
+    writer,
+    progress: Progress,
+    manifest=None,
+    metrics=None,
+    classify: bool = True,
+    timings: dict | None = None,
+) -> None:
+    """Moderate ``sources`` one after the other in this process.
+
+    A stream's decoding, VAD and windowing run in a thread (:class:`Prefetch`) a few windows
+    ahead of ASR, and the models load while the first stream is being decoded: ASR starts on
+    the first window instead of after the whole file.  With ``asr.batch_mode: parallel``
+    windows are handed to the decoders one by one, each as soon as a decoder is free (never
+    waiting for a batch to fill or for its slowest window); ``batched`` sends
+    ``asr.batch_size`` windows at a time.  ``classify=False`` transcribes only (``bench asr``);
+    ``timings``, when given, receives ``time.perf_counter()`` marks: ``models`` (loaded),
+    ``first_window``, ``prepared`` (the last stream fully decoded) and ``done``."""
+    track = Tracker(writer, progress, manifest, metrics)
+    prepare, asr = PrepareStage(config), AsrStage(config.asr)
+    classifier: ClassifyStage | None = None
+    prepare.setup()
+    loaded = False
+    tries_allowed = config.ray.max_tries
+    batched = config.asr.batch_mode == "batched" and config.asr.batch_size > 1
+    marks = timings if timings is not None else {}
+
+    def classify_one(transcripts: list[Transcript], source: str) -> list[Violation]:
+        return classifier.process(transcripts, source) if classifier else []
+
+    def moderate_one(state: StreamState, k: int, window: Window, source: str, tried: int = 0, error=""):
+        """Window ``k`` alone, with what is left of its tries (``tried`` already failed)."""
+
         def moderate():
             transcripts = asr.process(window)
-            return transcripts, classify.process(transcripts, source)
+            return transcripts, classify_one(transcripts, source)
 
-        out, error, n = attempt(moderate, tries_allowed)
+        out, n = None, tried
+        if tried < tries_allowed:
+            out, error, n = attempt(moderate, tries_allowed - tried)
+            n += tried
         if out is None:
             track.window_failed(state, k, window, error, n)
         else:
             track.window_done(state, k, window, *out)
 
-    def flush(state: StreamState, pending: list, source: str) -> None:
-        """Windows waiting for a batch (``asr.batch_size``): decoded together on the first try;
-        when that fails, each on its own with the usual bounded retries."""
-        if len(pending) > 1:
+    inflight: dict = {}  # Future -> (state, source, [(k, window)])
+
+    def submit(state: StreamState, source: str, jobs: list) -> None:
+        if len(jobs) == 1:
+            future = asr.submit(jobs[0][1])
+        else:  # asr.batch_mode batched: the windows in one call, here and now
+            future = Future()
             try:
-                batch = asr.process_many([w for _, w in pending])
-                done = [
-                    (k, w, t, classify.process(t, source)) for (k, w), t in zip(pending, batch, strict=True)
-                ]
+                future.set_result(asr.process_many([w for _, w in jobs]))
             except Exception as exc:
-                log.warning(
-                    "a batch of %d windows failed, trying them one by one: %s", len(pending), one_line(exc)
-                )
-            else:
-                for k, window, transcripts, violations in done:
-                    track.window_done(state, k, window, transcripts, violations)
-                pending.clear()
-        for k, window in pending:
-            moderate_one(state, k, window, source)
-        pending.clear()
+                future.set_exception(exc)
+        inflight[future] = (state, source, jobs)
+
+    def settle(block: bool = True) -> None:
+        """Take the results of finished ASR calls: classify, record; a failed call's windows are
+        tried again one by one (a single window's failed first try counts as one of its tries;
+        a failed batch does not count against its windows)."""
+        done, _ = wait(list(inflight), return_when=FIRST_COMPLETED, timeout=None if block else 0)
+        for future in sorted(done, key=lambda f: inflight[f][2][0][0]):
+            state, source, jobs = inflight.pop(future)
+            try:
+                result = future.result()
+                result = [result] if len(jobs) == 1 else result
+                results = [(t, classify_one(t, source)) for t in result]
+            except Exception as exc:
+                if len(jobs) > 1:
+                    log.warning(
+                        "a batch of %d windows failed, trying them one by one: %s", len(jobs), one_line(exc)
+                    )
+                    for k, window in jobs:
+                        moderate_one(state, k, window, source)
+                else:
+                    log.warning("try 1 of %d failed: %s", tries_allowed, one_line(exc))
+                    moderate_one(state, *jobs[0], source, tried=1, error=one_line(exc))
+                continue
+            for (k, window), (transcripts, violations) in zip(jobs, results, strict=True):
+                track.window_done(state, k, window, transcripts, violations)
 
     for source in sources:
         state = track.begin(source)
         if track.skip_if_done(state):
             continue
-        pending: list = []  # (index, window) waiting for a batch of asr.batch_size
-        items, received, tries = enumerate(prepare.process(source)), 0, 1
-        while True:
-            try:
-                k, item = next(items)
-            except StopIteration:
-                break
-            except Exception as exc:  # decoding or VAD crashed: again from where it stopped
-                if tries >= tries_allowed:
-                    flush(state, pending, source)
-                    track.prepare_failed(state, received, one_line(exc), tries)
+        items = Prefetch(enumerate(prepare.process(source)), PREFETCH_WINDOWS)
+        if not loaded:  # while the first stream is decoded and its utterances found
+            asr.setup()
+            if classify:
+                classifier = ClassifyStage(config)
+                classifier.setup()
+            loaded = True
+            marks["models"] = time.perf_counter()
+        limit = asr.side_by_side + 1 if asr.side_by_side > 1 else 1  # one more waits in the pool
+        pending: list = []  # (index, window) waiting for a batch (batch_mode batched)
+        received, tries = 0, 1
+        try:
+            while True:
+                if len(inflight) >= limit:
+                    settle()
+                    continue
+                try:
+                    k, item = next(items)
+                except StopIteration:
                     break
-                log.warning("%s: preparing failed (try %d), retrying: %s", source, tries, one_line(exc))
-                tries += 1
-                items = itertools.islice(enumerate(prepare.process(source)), received, None)
-                continue
-            received = k + 1
-            if isinstance(item, Failure):
-                state.fail(item.reason)
-            elif isinstance(item, Stream):
-                track.stream(state, item)
-            else:
-                state.received(item)
-                if not track.cached(state, k, item):
-                    pending.append((k, item))
-                    if len(pending) >= config.asr.batch_size:
-                        flush(state, pending, source)
-        flush(state, pending, source)
+                except Exception as exc:  # decoding or VAD crashed: again from where it stopped
+                    if tries >= tries_allowed:
+                        if pending:
+                            submit(state, source, pending)
+                            pending = []
+                        while inflight:
+                            settle()
+                        track.prepare_failed(state, received, one_line(exc), tries)
+                        break
+                    log.warning("%s: preparing failed (try %d), retrying: %s", source, tries, one_line(exc))
+                    tries += 1
+                    items = Prefetch(
+                        itertools.islice(enumerate(prepare.process(source)), received, None), PREFETCH_WINDOWS
+                    )
+                    continue
+                received = k + 1
+                if isinstance(item, Failure):
+                    state.fail(item.reason)
+                elif isinstance(item, Stream):
+                    track.stream(state, item)
+                else:
+                    marks.setdefault("first_window", time.perf_counter())
+                    state.received(item)
+                    if track.cached(state, k, item):
+                        continue
+                    if batched:
+                        pending.append((k, item))
+                        if len(pending) >= config.asr.batch_size:
+                            submit(state, source, pending)
+                            pending = []
+                    else:
+                        submit(state, source, [(k, item)])
+            if pending:
+                submit(state, source, pending)
+            while inflight:
+                settle()
+        finally:
+            items.close()
+        if items.finished_at is not None:
+            marks["prepared"] = items.finished_at
         track.finish(state)
+    marks["done"] = time.perf_counter()

@@ -3,7 +3,10 @@
 Layout: a small pool of PrepareStage actors streams windows out of each source (a Ray
 streaming generator with back-pressure, so a four-hour file never sits in memory), a pool of
 ASR actors (each loads Whisper once) transcribes them, and a classifier actor labels the
-transcripts.  The driver keeps at most ``ray.max_inflight_windows`` windows in flight and
+transcripts.  Each window goes to ASR as soon as the preparer yields it; with
+``asr.batch_mode: parallel`` an ASR actor runs ``asr.batch_size`` calls at once (a threaded
+actor, one decoder each), so windows are decoded side by side without waiting for a batch to
+fill.  The driver keeps at most ``ray.max_inflight_windows`` windows in flight and
 writes each stream as soon as its last window is done, so memory stays flat however many
 files there are.
 
@@ -198,11 +201,16 @@ class RayBatch:
         self.free = list(range(len(self.preparers)))
         # spread over the nodes: a lost node takes as little of the pool with it as possible
         asr_options = actor_options(scheduling_strategy="SPREAD")
+        # parallel: windows go one per call, up to batch_size calls decoded at once per actor
+        self.side_by_side = config.asr.batch_size if config.asr.batch_mode == "parallel" else 1
+        if self.side_by_side > 1:
+            asr_options["max_concurrency"] = self.side_by_side
         self.asr = _Pool([AsrActor.options(**asr_options).remote(config) for _ in range(config.asr.workers)])
         self.classifier = ClassifyActor.options(**actor_options()).remote(config)
         self.backlog = rc.max_inflight_windows
-        # a batch must fit in the windows allowed in flight, or the driver would wait for ever
-        self.batch_size = max(1, min(config.asr.batch_size, rc.max_inflight_windows))
+        # batched: a batch must fit in the windows allowed in flight, or the driver would wait for ever
+        batch = config.asr.batch_size if config.asr.batch_mode == "batched" else 1
+        self.batch_size = max(1, min(batch, rc.max_inflight_windows))
         self.generators: dict = {}  # ObjectRefGenerator -> _Prep
         self.inflight: dict = {}  # violations ref -> _Job
         self.waiting: deque[_Job] = deque()  # windows to send to ASR, retries first
@@ -299,7 +307,8 @@ class RayBatch:
         """Send waiting windows to ASR, in order.  A window on its second or later try runs
         alone: when a worker dies, every call it had queued fails with it, and only a try with
         nothing else in flight tells a poison window from the bystanders it took down.  With
-        ``asr.batch_size`` > 1, first tries go out in batches of a stream's consecutive windows."""
+        ``asr.batch_mode: batched``, first tries go out in batches of a stream's consecutive
+        windows; ``parallel`` sends them one by one to actors that decode several at once."""
         while self.waiting:
             job = self.waiting[0]
             alone = job.tries > 1
