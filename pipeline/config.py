@@ -99,6 +99,18 @@ class AsrConfig(_Section):
     full_context: bool = True
     hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
 
+    @property
+    def side_by_side(self) -> int:
+        """Windows one ASR worker decodes at once: ``batch_size`` with ``batch_mode: parallel``
+        on faster-whisper (one CTranslate2 replica each), else 1.  openai-whisper decodes one
+        window at a time: its decoder hangs per-call key/value caches on the shared model."""
+        return self.batch_size if self.batch_mode == "parallel" and self.backend == "faster-whisper" else 1
+
+    @property
+    def windows_per_call(self) -> int:
+        """Windows handed to ASR in one call: ``batch_size`` with ``batch_mode: batched``, else 1."""
+        return self.batch_size if self.batch_mode == "batched" else 1
+
 
 class ClassifierConfig(_Section):
     lexicon_dir: Path = PROJECT_ROOT / "models" / "lexicon"

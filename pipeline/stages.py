@@ -116,7 +116,7 @@ class AsrStage:
     @property
     def side_by_side(self) -> int:
         """Windows this stage decodes at once (``asr.batch_mode: parallel``), 1 otherwise."""
-        return self.backend.side_by_side
+        return self.config.side_by_side
 
     def submit(self, window: Window) -> Future:
         """Start transcribing ``window``: on the backend's side-by-side threads when it has

@@ -55,3 +55,19 @@ def test_cli_reports_config_error_with_exit_2(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("config error:") and "asr.beam_size" in err and err.count("\n") == 1
+
+
+def test_only_faster_whisper_decodes_windows_side_by_side():
+    """openai-whisper's decoder hangs per-call caches on the shared model: one window at a time,
+    in the local runner and in a Ray ASR actor alike (no max_concurrency)."""
+    asr = load_config().asr
+    assert (asr.backend, asr.batch_mode, asr.side_by_side, asr.windows_per_call) == (
+        "faster-whisper",
+        "parallel",
+        2,
+        1,
+    )
+    openai = asr.model_copy(update={"backend": "openai-whisper"})
+    assert (openai.side_by_side, openai.windows_per_call) == (1, 1)
+    batched = asr.model_copy(update={"batch_mode": "batched", "batch_size": 4})
+    assert (batched.side_by_side, batched.windows_per_call) == (1, 4)

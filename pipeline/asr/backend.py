@@ -69,8 +69,7 @@ class WhisperBackend:
         self.config = config
         self.model = None
         self.model_name = ""
-        self.pool = None  # threads that decode windows side by side (asr.batch_mode: parallel)
-        self.side_by_side = 1  # how many: the pool's threads
+        self.pool = None  # config.side_by_side threads that decode windows side by side
 
     # -- what a backend implements -------------------------------------------------------
     def setup(self) -> None:

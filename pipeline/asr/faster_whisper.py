@@ -99,7 +99,7 @@ class FasterWhisperAsr(WhisperBackend):
         compute = c.compute_type
         if device == "cpu" and compute == "float16":
             compute = "float32"
-        side_by_side = c.batch_size if c.batch_mode == "parallel" and c.batch_size > 1 else 1
+        side_by_side = c.side_by_side
         threads = c.cpu_threads
         if side_by_side > 1 and device == "cpu":  # the cores are split between the decoders
             threads = max(1, (c.cpu_threads or os.cpu_count() or 1) // side_by_side)
@@ -125,7 +125,6 @@ class FasterWhisperAsr(WhisperBackend):
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(side_by_side, thread_name_prefix="whisper")
-            self.side_by_side = side_by_side
 
     def _options(self) -> dict:
         c = self.config

@@ -232,7 +232,7 @@ def run_local(
     prepare.setup()
     loaded = False
     tries_allowed = config.ray.max_tries
-    batched = config.asr.batch_mode == "batched" and config.asr.batch_size > 1
+    batched = config.asr.windows_per_call > 1
     marks = timings if timings is not None else {}
 
     def classify_one(transcripts: list[Transcript], source: str) -> list[Violation]:

@@ -202,15 +202,13 @@ class RayBatch:
         # spread over the nodes: a lost node takes as little of the pool with it as possible
         asr_options = actor_options(scheduling_strategy="SPREAD")
         # parallel: windows go one per call, up to batch_size calls decoded at once per actor
-        self.side_by_side = config.asr.batch_size if config.asr.batch_mode == "parallel" else 1
-        if self.side_by_side > 1:
-            asr_options["max_concurrency"] = self.side_by_side
+        if config.asr.side_by_side > 1:
+            asr_options["max_concurrency"] = config.asr.side_by_side
         self.asr = _Pool([AsrActor.options(**asr_options).remote(config) for _ in range(config.asr.workers)])
         self.classifier = ClassifyActor.options(**actor_options()).remote(config)
         self.backlog = rc.max_inflight_windows
         # batched: a batch must fit in the windows allowed in flight, or the driver would wait for ever
-        batch = config.asr.batch_size if config.asr.batch_mode == "batched" else 1
-        self.batch_size = max(1, min(batch, rc.max_inflight_windows))
+        self.batch_size = max(1, min(config.asr.windows_per_call, rc.max_inflight_windows))
         self.generators: dict = {}  # ObjectRefGenerator -> _Prep
         self.inflight: dict = {}  # violations ref -> _Job
         self.waiting: deque[_Job] = deque()  # windows to send to ASR, retries first
