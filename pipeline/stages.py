@@ -124,12 +124,17 @@ class AsrStage:
         here and now.  The future holds what :meth:`process` returns or raises."""
         if self.backend.pool is not None:
             return self.backend.pool.submit(self.process, window)
-        future: Future = Future()
-        try:
-            future.set_result(self.process(window))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
+        return run_now(self.process, window)
+
+
+def run_now(fn, *args) -> Future:
+    """``fn(*args)`` called here and now, its result or exception in a finished Future."""
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
 
 
 class Prefetch:

@@ -6,7 +6,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
@@ -14,7 +14,7 @@ from tqdm import tqdm
 from pipeline.config import Config
 from pipeline.records import SegmentFailure, Stream, StreamResult, Transcript, Violation
 from pipeline.segment import Window
-from pipeline.stages import AsrStage, ClassifyStage, Failure, Prefetch, PrepareStage
+from pipeline.stages import AsrStage, ClassifyStage, Failure, Prefetch, PrepareStage, run_now
 
 if TYPE_CHECKING:  # the manifest (SQLAlchemy) is imported by whoever makes one
     from pipeline.manifest import Entry, Manifest
@@ -257,14 +257,8 @@ def run_local(
     inflight: dict = {}  # Future -> (state, source, [(k, window)])
 
     def submit(state: StreamState, source: str, jobs: list) -> None:
-        if len(jobs) == 1:
-            future = asr.submit(jobs[0][1])
-        else:  # asr.batch_mode batched: the windows in one call, here and now
-            future = Future()
-            try:
-                future.set_result(asr.process_many([w for _, w in jobs]))
-            except Exception as exc:
-                future.set_exception(exc)
+        # one window: to a free decoder; several (asr.batch_mode batched): one call, here and now
+        future = asr.submit(jobs[0][1]) if len(jobs) == 1 else run_now(asr.process_many, [w for _, w in jobs])
         inflight[future] = (state, source, jobs)
 
     def settle(block: bool = True) -> None:
