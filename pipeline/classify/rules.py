@@ -103,6 +103,10 @@ WARNINGS = (
     "是骗局",
     "是诈骗",
     "是骗子",
+    "打着我们的旗号",
+    "打着我们旗号",
+    "冒充我们",
+    "认准官方",
 )
 
 # the speaker says the claim or offer is false: 说是央视推荐，其实都是假的
