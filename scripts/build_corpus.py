@@ -27,6 +27,7 @@ Steps, all deterministic for a given ``--seed``:
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import random
@@ -39,6 +40,9 @@ from pathlib import Path
 import opencc
 import yaml
 from pypinyin import Style, lazy_pinyin, pinyin
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pipeline.classify.phonetic import _pinyin_syllables, fuzzy  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCES = REPO_ROOT / "data" / "sources"
@@ -658,28 +662,21 @@ def split_groups(groups: list[dict], weight: dict[str, float], seed: int) -> dic
 
 
 # Confusions Mandarin ASR really makes between syllables (initials, then finals).
-FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"), ("f", "h"), ("r", "l"))
-FUZZY_FINALS = (("ing", "in"), ("eng", "en"), ("ang", "an"), ("uang", "uan"), ("ian", "iang"))
 ASR_SIM_P = 0.5  # share of train items (as written) that get one ASR-like copy
 
 
+@functools.cache
+def _fuzzy_classes() -> dict[str, frozenset[str]]:
+    classes: dict[str, set[str]] = defaultdict(set)
+    for syl in _pinyin_syllables():
+        classes[fuzzy(syl)].add(syl)
+    return {k: frozenset(v) for k, v in classes.items()}
+
+
 def fuzzy_syllables(syl: str) -> set[str]:
-    """Syllables an ASR may write for ``syl``: one initial or one final swapped."""
-    out = set()
-    for a, b in FUZZY_INITIALS:
-        for x, y in ((a, b), (b, a)):
-            if (
-                syl.startswith(x)
-                and not (x == "z" and syl[:2] in ("zh",))
-                and not (x in ("c", "s") and syl[:2] in ("ch", "sh"))
-            ):
-                out.add(y + syl[len(x) :])
-    for a, b in FUZZY_FINALS:
-        for x, y in ((a, b), (b, a)):
-            if syl.endswith(x):
-                out.add(syl[: -len(x)] + y)
-    out.discard(syl)
-    return out
+    """Syllables an ASR may write for ``syl``: those the phonetic matcher hears as the same
+    (``pipeline.classify.phonetic.fuzzy``: z/zh, c/ch, s/sh, n/l, f/h, -n/-ng merged)."""
+    return set(_fuzzy_classes().get(fuzzy(syl), ())) - {syl}
 
 
 class AsrSimulator:
