@@ -36,6 +36,7 @@ from pipeline.classify.model import (  # noqa: E402
     CharPinyinEncoder,
     TokenizerEncoder,
 )
+from pipeline.classify.ngram import WEIGHTS as NGRAM_WEIGHTS  # noqa: E402
 from pipeline.classify.normalize import Normalizer, VariantTable  # noqa: E402
 from pipeline.classify.phonetic import _pinyin_syllables  # noqa: E402
 from pipeline.classify.semantic import WEIGHTS as SEMANTIC_WEIGHTS  # noqa: E402
@@ -184,11 +185,20 @@ def train(args) -> dict:
             break
     model.load_state_dict(best_state)
     out.mkdir(parents=True, exist_ok=True)
-    semantic = (
-        train_semantic(args, splits, norm, predict(model, encode, norm["dev"]), out)
-        if args.semantic and not args.base_model
-        else None
-    )
+    semantic = ngram = None
+    for stale in (SEMANTIC_WEIGHTS, NGRAM_WEIGHTS):  # from an earlier run into the same folder
+        (out / stale).unlink(missing_ok=True)
+    if not args.base_model:
+        char_dev = predict(model, encode, norm["dev"])
+        readers = {}
+        if args.semantic:
+            semantic, readers["semantic"] = train_semantic(args, splits, norm, char_dev, out)
+        if args.ngram:
+            ngram, readers["ngram"] = train_ngram(args, splits, norm, out)
+        weights = reader_weights(splits["dev"], char_dev, readers)
+        for name, meta in (("semantic", semantic), ("ngram", ngram)):
+            if meta is not None:
+                meta["weight"] = weights[name]
     if args.fp16:
         model = model.half()
     model.save_pretrained(out)
@@ -204,6 +214,7 @@ def train(args) -> dict:
         "epochs_run": len(history),
         "history": history,
         "semantic": semantic,
+        "ngram": ngram,
         "sizes": {k: len(v) for k, v in splits.items()},
         "base_model": args.base_model or None,
         "train_minutes": (time.monotonic() - started) / 60,
@@ -214,7 +225,7 @@ def train(args) -> dict:
     }
 
 
-def train_semantic(args, splits, norm, char_dev: np.ndarray, out: Path) -> dict:
+def train_semantic(args, splits, norm, char_dev: np.ndarray, out: Path) -> tuple[dict, np.ndarray]:
     """The head over Whisper's token embeddings (``pipeline/classify/semantic.py``): trained on
     train, its epoch and its share in the average with the character model picked on dev."""
     from pipeline.classify.semantic import FEATURES, WhisperEmbeddings, make_head, save_head
@@ -253,12 +264,13 @@ def train_semantic(args, splits, norm, char_dev: np.ndarray, out: Path) -> dict:
                     dev["macro_f1"],
                     dev["fpr"],
                     {k: v.clone() for k, v in net.state_dict().items()},
+                    dev_probs,
                 )
-    _, epoch, w, f1, fpr, state = best
+    _, epoch, w, f1, fpr, state, dev_probs = best
     net.load_state_dict(state)
     save_head(out, net, mean, std)
     print(f"semantic head: epoch {epoch}, weight {w}, dev macro-F1 {f1:.3f}, dev FPR {fpr:.3f}", flush=True)
-    return {
+    meta = {
         "features": FEATURES,
         "hidden": args.semantic_hidden,
         "outputs": len(CODES),
@@ -268,24 +280,103 @@ def train_semantic(args, splits, norm, char_dev: np.ndarray, out: Path) -> dict:
         "dev_fpr": fpr,
         "minutes": (time.monotonic() - started) / 60,
     }
+    return meta, dev_probs
+
+
+def dev_key(gold_dev: list[set[str]], probs: np.ndarray) -> tuple[float, dict]:
+    """How the readers' choices are ranked on dev: macro-F1 at 0.5, less any FPR over 5%."""
+    s = score_labels(gold_dev, label_sets(probs, 0.5))
+    return s["macro_f1"] - max(0.0, s["fpr"] - 0.05), s
+
+
+def train_ngram(args, splits, norm, out: Path) -> tuple[dict, np.ndarray]:
+    """The n-gram reader (``pipeline/classify/ngram.py``): seconds per epoch; its epoch is
+    picked on dev."""
+    from pipeline.classify.ngram import BUCKETS, FEATURES, bags, hashed, make_net, save_net
+
+    torch.manual_seed(args.seed)
+    rng = np.random.RandomState(args.seed)
+    started = time.monotonic()
+    rows = {k: [hashed(t) for t in norm[k]] for k in ("train", "dev")}
+    y = targets(splits["train"])
+    positives = y.sum(0).clamp(min=1.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=((len(y) - positives) / positives).sqrt())
+    gold_dev = [set(r.get("labels", [])) for r in splits["dev"]]
+    net = make_net(BUCKETS, args.ngram_dim, len(CODES), sparse=True)
+    opt_table = torch.optim.SparseAdam(list(net.table.parameters()), lr=args.ngram_lr)
+    opt_out = torch.optim.Adam(net.out.parameters(), lr=args.ngram_lr)
+    best = None
+    for epoch in range(1, args.ngram_epochs + 1):
+        net.train()
+        order = rng.permutation(len(y))
+        for i in range(0, len(order), 64):
+            idx = order[i : i + 64]
+            loss = loss_fn(net(*bags([rows["train"][j] for j in idx])), y[idx])
+            opt_table.zero_grad()
+            opt_out.zero_grad()
+            loss.backward()
+            opt_table.step()
+            opt_out.step()
+        net.eval()
+        with torch.inference_mode():
+            dev_probs = torch.sigmoid(net(*bags(rows["dev"]))).numpy()
+        key, dev = dev_key(gold_dev, dev_probs)
+        if best is None or key > best[0]:
+            best = (key, epoch, dev, {k: v.clone() for k, v in net.state_dict().items()}, dev_probs)
+    _, epoch, dev, state, dev_probs = best
+    net.load_state_dict(state)
+    save_net(out, net)
+    print(
+        f"n-gram reader: epoch {epoch}, dev macro-F1 {dev['macro_f1']:.3f}, dev FPR {dev['fpr']:.3f}",
+        flush=True,
+    )
+    meta = {
+        "features": FEATURES,
+        "buckets": BUCKETS,
+        "dim": args.ngram_dim,
+        "outputs": len(CODES),
+        "epoch": epoch,
+        "dev_macro_f1": dev["macro_f1"],
+        "dev_fpr": dev["fpr"],
+        "minutes": (time.monotonic() - started) / 60,
+    }
+    return meta, dev_probs
+
+
+def reader_weights(dev_rows: list[dict], char_dev: np.ndarray, readers: dict[str, np.ndarray]) -> dict:
+    """Each reader's share of the average: equal.  Picking the shares on dev overfit it: on two
+    trainings of the same data the best dev shares swung from 0.4/0.2 to 0.5/0.0 (semantic/n-gram),
+    while equal shares stayed within a point of the best on dev both times."""
+    weights = {name: round(1.0 / (len(readers) + 1), 4) for name in sorted(readers)}
+    if readers:
+        probs = (1.0 - sum(weights.values())) * char_dev + sum(w * readers[n] for n, w in weights.items())
+        _, s = dev_key([set(r.get("labels", [])) for r in dev_rows], probs)
+        print(
+            f"readers' weights {weights}: dev macro-F1 {s['macro_f1']:.3f}, dev FPR {s['fpr']:.3f}",
+            flush=True,
+        )
+    return weights
 
 
 def _digest(weights: Path, splits: dict) -> str:
     h = hashlib.sha1(weights.read_bytes())
-    head = weights.parent / SEMANTIC_WEIGHTS
-    if head.is_file():
-        h.update(head.read_bytes())
+    for name in (SEMANTIC_WEIGHTS, NGRAM_WEIGHTS):
+        if (weights.parent / name).is_file():
+            h.update((weights.parent / name).read_bytes())
     for k in sorted(splits):
         for r in splits[k]:
             h.update(r["text"].encode())
     return h.hexdigest()[:8]
 
 
-FPR_CAP = 0.03  # the most benign false positives on dev that the fusion tuning accepts
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # for a model-only flag
+AGREEMENTS = (0.05, 0.1, 0.2, 0.3)  # what every reader must give for a model-only flag
+FPR_CAP = 0.04  # the most benign false positives on dev that the fusion tuning accepts (target: 5% on test)
 
 
-def tune_and_test(out: Path, data: Path, info: dict, agree: float) -> dict:
-    """Pick the fusion thresholds on dev, then score test once: model alone, lexicon alone, fused."""
+def tune_and_test(out: Path, data: Path, info: dict, agree: float | None) -> dict:
+    """Pick the fusion thresholds on dev (and the agreement, unless given), then score test once:
+    model alone, lexicon alone, fused."""
     from pipeline.classify.classifier import Classifier
     from pipeline.config import ClassifierConfig
 
@@ -303,9 +394,10 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float) -> dict:
     scores = fused.model.predict_with_agreement([n.text for n in norms])  # once, not per setting
     gold_dev = [set(r.get("labels", [])) for r in splits["dev"]]
     best = None
-    for thr, veto in itertools.product((0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), (0.02, 0.05, 0.1, 0.2)):
+    agreements = AGREEMENTS if agree is None else (agree,)
+    for thr, veto, ag in itertools.product(THRESHOLDS, (0.02, 0.05, 0.1, 0.2), agreements):
         fused.config = ClassifierConfig(
-            model_dir=out, model_threshold=thr, model_agreement=agree, model_veto=veto
+            model_dir=out, model_threshold=thr, model_agreement=ag, model_veto=veto
         )
         pred = [
             {lab.code for lab in fused._fuse(t, n, p, a).labels}
@@ -313,11 +405,11 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float) -> dict:
         ]
         s = score_labels(gold_dev, pred)
         # the best macro-F1 that keeps benign false positives on dev at or under FPR_CAP:
-        # unseen phrasings (test) have run up to a point above dev, and the target is 5%
+        # unseen phrasings (test) have run up to a point above dev: a point of margin under 5%
         key = (s["fpr"] <= FPR_CAP, s["macro_f1"] - max(0.0, s["fpr"] - FPR_CAP))
         if best is None or key > best[0]:
-            best = (key, thr, veto, s["macro_f1"], s["fpr"])
-    _, thr, veto, dev_f1, dev_fpr = best
+            best = (key, thr, veto, ag, s["macro_f1"], s["fpr"])
+    _, thr, veto, agree, dev_f1, dev_fpr = best
     fused.config = ClassifierConfig(
         model_dir=out, model_threshold=thr, model_agreement=agree, model_veto=veto
     )
@@ -360,19 +452,34 @@ def predict_rows(clf, rows):
     )
 
 
-def semantic_text(info: dict) -> str:
-    sem = info.get("semantic")
-    if not sem:
+def readers_text(info: dict) -> str:
+    sem, ngram = info.get("semantic"), info.get("ngram")
+    if not sem and not ngram:
         return ""
-    return f"""
-Its probabilities are averaged (weight {sem["weight"]} to the second) with a small head
+    parts = []
+    if sem:
+        parts.append(f"""
+Its probabilities are averaged (weight {sem["weight"]}) with a small head
 (`pipeline/classify/semantic.py`, an MLP with {sem["hidden"]} hidden units, `semantic.safetensors`)
 over Whisper base's pretrained token embeddings, pooled by mean and max over the utterance.
 The embedding table comes from the bundled Whisper weights, so nothing more is downloaded or
 committed; it knows which words go together far beyond this corpus (a phrasing the character
-model never saw still lands near its kind).  The head's epoch and weight were picked on dev
-(dev macro-F1 {sem["dev_macro_f1"]:.3f}, dev FPR {sem["dev_fpr"]:.3f} for the average at 0.5).
-"""
+model never saw still lands near its kind).  Its epoch was picked on dev (dev macro-F1
+{sem["dev_macro_f1"]:.3f}, dev FPR {sem["dev_fpr"]:.3f} at 0.5, alone or averaged).
+""")
+    if ngram:
+        parts.append(f"""
+A third reader (`pipeline/classify/ngram.py`, `ngram.safetensors`, weight {ngram["weight"]}) averages
+learned vectors for the utterance's {ngram["features"]} ({ngram["buckets"]:,} hashed buckets of
+{ngram["dim"]} numbers) and reads them with one linear layer, fastText-style: a misheard word
+shares most of its pinyin pieces with the word that was said.  Epoch {ngram["epoch"]} was picked on dev
+(alone: dev macro-F1 {ngram["dev_macro_f1"]:.3f}, dev FPR {ngram["dev_fpr"]:.3f}).
+""")
+    char = 1.0 - sum(m["weight"] for m in (sem, ngram) if m)
+    parts.append(
+        f"The character model keeps weight {char:.2f}: the readers are averaged with equal weights.\n"
+    )
+    return "".join(parts)
 
 
 def write_card(out: Path, info: dict, args) -> None:
@@ -409,15 +516,15 @@ weights stored in {"fp16" if args.fp16 else "fp32"}, {size:.1f} MB on disk.  It 
 normalised character, and BERT's token-type embedding carries that character's toneless pinyin
 syllable, so a right sound written with the wrong characters (Whisper's 包制摆病 for 包治百病)
 still reads right.
-{semantic_text(info)}
+{readers_text(info)}
 It never works alone in the product: `pipeline/classify/classifier.py` fuses it with the
 lexicon and context rules.  A lexicon label gains score when the model agrees; a match made
 only by sound is dropped when the model gives it less than `model_veto`; the model alone
-raises a label (evidence kind `model`) from `model_threshold`, when each of its two readers
-(characters, Whisper embeddings) also gives at least `model_agreement` (set, not tuned:
-`--model-agreement`).  The other two were picked on the dev split, best macro-F1 with dev FPR at
-most {FPR_CAP:.0%}: model_threshold =
-{info["fusion"]["model_threshold"]}, model_agreement = {info["fusion"].get("model_agreement", 0.0)},
+raises a label (evidence kind `model`) from `model_threshold`, when every one of its readers
+(characters, Whisper embeddings, n-grams) gives at least `model_agreement`: none of them may be
+sure the utterance is harmless.  All three were picked on the dev split, best macro-F1 with dev
+FPR at most {FPR_CAP:.0%}: model_threshold = {info["fusion"]["model_threshold"]},
+model_agreement = {info["fusion"].get("model_agreement", 0.0)},
 model_veto = {info["fusion"]["model_veto"]} (dev macro-F1 {info["fusion"]["dev_macro_f1"]:.3f},
 dev FPR {info["fusion"]["dev_fpr"]:.3f}).
 
@@ -502,12 +609,20 @@ def main() -> None:
         help="also train the head over Whisper's token embeddings and average it in",
     )
     ap.add_argument("--semantic-hidden", type=int, default=256)
+    ap.add_argument(
+        "--ngram",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also train the character/pinyin n-gram reader and average it in",
+    )
+    ap.add_argument("--ngram-dim", type=int, default=64)
+    ap.add_argument("--ngram-lr", type=float, default=5e-3)
+    ap.add_argument("--ngram-epochs", type=int, default=5)
     ap.add_argument("--semantic-epochs", type=int, default=25)
     ap.add_argument(
         "--model-agreement",
         type=float,
-        default=0.3,
-        help="what each reader must give for a model-only flag (a design choice, not tuned)",
+        help="what every reader must give for a model-only flag (default: picked on dev)",
     )
     ap.add_argument(
         "--retune",

@@ -216,7 +216,46 @@ def test_the_model_flags_what_no_lexicon_entry_names_and_says_so(text, code):
     assert label.code == code and label.score >= 0.8
     (ev,) = label.evidence
     assert ev.kind == "model" and ev.span == (0, len(text)) and ev.rule == fused.model.version
-    assert fused.model.semantic is not None  # the head over Whisper's embeddings is part of it
+    # all three readers are part of it: characters, Whisper's embeddings, n-grams
+    assert [name for name, _, _ in fused.model.readers] == ["semantic", "ngram"]
+
+
+def test_a_model_only_flag_needs_every_reader_to_agree():
+    """What fusion compares with model_agreement is the least convinced reader's probability:
+    one reader sure that a line is harmless stops a model-only flag."""
+    clf = Classifier(ClassifierConfig())
+    clf.setup()
+    model = clf.model
+    # two model-only flags, and a line one reader alone finds absolute (第一): 这是我们第一次来杭州
+    texts = [clf.normalize(t).text for t in [MODEL_ONLY[0][0], MODEL_ONLY[1][0], "这是我们第一次来杭州"]]
+    fused = model.predict_with_agreement(texts)
+    readers, model.readers = model.readers, []
+    try:
+        char = model.predict(texts)  # the character model alone
+    finally:
+        model.readers = readers
+    others = [reader.predict(texts) for _, _, reader in readers]
+    for i, (probs, agree) in enumerate(fused):
+        for j, code in enumerate(CODES):
+            each = sorted([char[i][code], *(o[i][j] for o in others)])
+            assert agree[code] == pytest.approx(each[0], abs=1e-5)
+            assert each[0] - 1e-5 <= probs[code] <= each[-1] + 1e-5
+
+
+def test_the_ngram_reader_hears_misheard_words_in_their_pinyin_pieces():
+    from pipeline.classify.ngram import hashed, pieces
+
+    def kind(text, tag):
+        return {p for p in pieces(text) if p[0] == tag}
+
+    # Whisper's 步走平台 for 不走平台: other characters, the same syllables
+    assert kind("步走平台", "c") != kind("不走平台", "c")
+    assert kind("步走平台", "p") == kind("不走平台", "p")
+    # 市单 (shi) for 私单 (si): different syllables, the same fuzzy ones
+    assert kind("接市单", "p") != kind("接私单", "p")
+    assert kind("接市单", "f") == kind("接私单", "f")
+    assert kind("接市单", "f") != kind("接订单", "f")
+    assert all(0 <= i < 1 << 16 for i in hashed("加 V 信 wei xin 私聊"))
 
 
 def test_an_allow_listed_phrase_also_stops_a_model_only_flag(tmp_path):

@@ -186,7 +186,7 @@ class Classifier:
         for code, p in (probs or {}).items():
             if code not in by_code and p >= threshold and code in subs and not context:
                 if agree is not None and agree.get(code, p) < agreement:
-                    continue  # one reader is sure, the other is not: not enough for the model alone
+                    continue  # one reader is sure it is harmless: the model alone does not flag it
                 if allowed:
                     a, b = allowed[0]
                     ev = Evidence(match=text[a:b], span=(a, b), rule=self.model.version, kind="model")

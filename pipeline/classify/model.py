@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.classify.ngram import WEIGHTS as NGRAM_WEIGHTS
+from pipeline.classify.ngram import NgramReader
 from pipeline.classify.phonetic import sounds
 from pipeline.classify.semantic import WEIGHTS, SemanticHead
 from pipeline.classify.taxonomy import CODES
@@ -137,11 +139,18 @@ class TextModel:
         info = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
         self.version = info.get("version") or f"model-{self.path.name}"
         self.fusion = info.get("fusion", {})  # thresholds tuned on the dev split
-        self.semantic, self.semantic_weight = None, 0.0
+        # the other readers, averaged with the character model by the weights picked on dev
+        self.readers: list[tuple[str, float, object]] = []
         semantic = info.get("semantic")
         if semantic and semantic.get("weight", 0) > 0 and (self.path / WEIGHTS).is_file():
-            self.semantic = SemanticHead(self.path, semantic)  # averaged with the character model
-            self.semantic_weight = float(semantic["weight"])
+            self.readers.append(("semantic", float(semantic["weight"]), SemanticHead(self.path, semantic)))
+        ngram = info.get("ngram")
+        if ngram and ngram.get("weight", 0) > 0 and (self.path / NGRAM_WEIGHTS).is_file():
+            self.readers.append(("ngram", float(ngram["weight"]), NgramReader(self.path, ngram)))
+
+    @property
+    def semantic(self):
+        return next((r for name, _, r in self.readers if name == "semantic"), None)
 
     def predict(self, normalised: list[str], batch_size: int = 64) -> list[dict[str, float]]:
         """Probabilities per code for each (already normalised) text."""
@@ -150,8 +159,10 @@ class TextModel:
     def predict_with_agreement(
         self, normalised: list[str], batch_size: int = 64
     ) -> list[tuple[dict[str, float], dict[str, float]]]:
-        """Per text: (probability per code, the lower of the two readers' probabilities per code).
-        Without the semantic head the character model is the only reader: both are the same."""
+        """Per text: (probability per code, what the least convinced reader gives per code).
+        The readers are the character model and, when trained, the Whisper-embedding head and the
+        n-gram reader; a model-only flag needs none of them to be sure the text is harmless.  With
+        the character model alone both numbers are the same."""
         import torch
 
         if self.model is None:
@@ -160,11 +171,14 @@ class TextModel:
         for i in range(0, len(normalised), batch_size):
             texts = normalised[i : i + batch_size]
             with torch.inference_mode():
-                probs = torch.sigmoid(self.model(**self.encode(texts)).logits).numpy()
-            agree = probs
-            if self.semantic is not None:
-                w, other = self.semantic_weight, self.semantic.predict(texts)
-                probs, agree = (1.0 - w) * probs + w * other, np.minimum(probs, other)
+                char = torch.sigmoid(self.model(**self.encode(texts)).logits).numpy()
+            probs, each = char, [char]
+            if self.readers:
+                probs = (1.0 - sum(w for _, w, _ in self.readers)) * char
+                for _, w, reader in self.readers:
+                    each.append(reader.predict(texts))
+                    probs = probs + w * each[-1]
+            agree = np.min(np.stack(each), axis=0)
             out += [
                 (
                     dict(zip(self.codes, p.tolist(), strict=True)),
