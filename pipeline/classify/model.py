@@ -139,7 +139,7 @@ class TextModel:
         info = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
         self.version = info.get("version") or f"model-{self.path.name}"
         self.fusion = info.get("fusion", {})  # thresholds tuned on the dev split
-        # the other readers, averaged with the character model by the weights picked on dev
+        # the other readers, averaged with the character model by the weights in training.json
         self.readers: list[tuple[str, float, object]] = []
         semantic = info.get("semantic")
         if semantic and semantic.get("weight", 0) > 0 and (self.path / WEIGHTS).is_file():
@@ -147,10 +147,6 @@ class TextModel:
         ngram = info.get("ngram")
         if ngram and ngram.get("weight", 0) > 0 and (self.path / NGRAM_WEIGHTS).is_file():
             self.readers.append(("ngram", float(ngram["weight"]), NgramReader(self.path, ngram)))
-
-    @property
-    def semantic(self):
-        return next((r for name, _, r in self.readers if name == "semantic"), None)
 
     def predict(self, normalised: list[str], batch_size: int = 64) -> list[dict[str, float]]:
         """Probabilities per code for each (already normalised) text."""
