@@ -49,10 +49,12 @@ def _split_pinyin(run: str) -> list[str] | None:
     return out
 
 
-def sounds(text: str) -> list[tuple[str, int, int]]:
+@functools.lru_cache(maxsize=256)  # a batch's worth: the same utterance is heard up to three times
+def sounds(text: str) -> tuple[tuple[str, int, int], ...]:
     """Syllables of ``text`` with the character span each covers.  A run of latin letters
     that spells pinyin (weixin, wei xin once spaces are gone) becomes its syllables, so
-    evaders who write Chinese words in pinyin are heard like everyone else."""
+    evaders who write Chinese words in pinyin are heard like everyone else.  The model's
+    character and n-gram readers hear each utterance of a batch one after the other."""
     sy = syllables(text)
     out: list[tuple[str, int, int]] = []
     i = 0
@@ -72,7 +74,7 @@ def sounds(text: str) -> list[tuple[str, int, int]]:
                 continue
         out.append((sy[i], i, i + 1))
         i += 1
-    return out
+    return tuple(out)
 
 
 @functools.cache
