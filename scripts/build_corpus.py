@@ -661,7 +661,6 @@ def split_groups(groups: list[dict], weight: dict[str, float], seed: int) -> dic
 # ----------------------------------------------------------------------------- reports
 
 
-# Confusions Mandarin ASR really makes between syllables (initials, then finals).
 ASR_SIM_P = 0.5  # share of train items (as written) that get one ASR-like copy
 
 
@@ -681,8 +680,8 @@ def fuzzy_syllables(syl: str) -> set[str]:
 
 class AsrSimulator:
     """Train-only copies that read like our ASR on noisy audio: one to three characters of a
-    sentence replaced by characters of the same toneless syllable, or of a syllable one fuzzy
-    swap away (z/zh, n/l, f/h, in/ing, en/eng, an/ang ...), anywhere in the sentence."""
+    sentence replaced by characters of the same toneless syllable, or of a syllable the phonetic
+    matcher hears as the same (``fuzzy_syllables``), anywhere in the sentence."""
 
     def __init__(self, han_pool: set[str]) -> None:
         self.by_syll: dict[str, list[str]] = defaultdict(list)

@@ -109,6 +109,16 @@ def targets(rows: list[dict]) -> torch.Tensor:
     return y
 
 
+def gold(rows: list[dict]) -> list[set[str]]:
+    return [set(r.get("labels", [])) for r in rows]
+
+
+def positive_weighted_loss(y: torch.Tensor):
+    """Each code is rare next to benign talk: weigh its positives up (square root of the imbalance)."""
+    positives = y.sum(0).clamp(min=1.0)
+    return torch.nn.BCEWithLogitsLoss(pos_weight=((len(y) - positives) / positives).sqrt())
+
+
 def predict(model, encode, texts: list[str], batch: int = 128) -> np.ndarray:
     model.eval()
     out = []
@@ -137,10 +147,8 @@ def train(args) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * ((len(norm["train"]) + args.batch_size - 1) // args.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
-    # each code is rare next to benign talk: weigh its positives up (square root of the imbalance)
-    positives = y_train.sum(0).clamp(min=1.0)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=((len(y_train) - positives) / positives).sqrt())
-    gold_dev = [set(r.get("labels", [])) for r in splits["dev"]]
+    loss_fn = positive_weighted_loss(y_train)
+    gold_dev = gold(splits["dev"])
     best, best_state, started = -1.0, None, time.monotonic()
     history = []
     for epoch in range(1, args.epochs + 1):
@@ -237,7 +245,7 @@ def train_semantic(args, splits, norm, char_dev: np.ndarray, out: Path) -> tuple
     mean, std = x["train"].mean(0), x["train"].std(0) + 1e-5
     x = {k: (v - mean) / std for k, v in x.items()}
     y = targets(splits["train"])
-    gold_dev = [set(r.get("labels", [])) for r in splits["dev"]]
+    gold_dev = gold(splits["dev"])
     net = make_head(x["train"].shape[1], args.semantic_hidden, len(CODES))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.01)
     best = None
@@ -254,8 +262,7 @@ def train_semantic(args, splits, norm, char_dev: np.ndarray, out: Path) -> tuple
         with torch.inference_mode():
             dev_probs = torch.sigmoid(net(x["dev"])).numpy()
         for w in (0.3, 0.4, 0.5, 0.6, 0.7, 1.0):
-            dev = score_labels(gold_dev, label_sets((1 - w) * char_dev + w * dev_probs, 0.5))
-            key = dev["macro_f1"] - max(0.0, dev["fpr"] - 0.05)
+            key, dev = dev_key(gold_dev, (1 - w) * char_dev + w * dev_probs)
             if best is None or key > best[0]:
                 best = (
                     key,
@@ -299,9 +306,8 @@ def train_ngram(args, splits, norm, out: Path) -> tuple[dict, np.ndarray]:
     started = time.monotonic()
     rows = {k: [hashed(t) for t in norm[k]] for k in ("train", "dev")}
     y = targets(splits["train"])
-    positives = y.sum(0).clamp(min=1.0)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=((len(y) - positives) / positives).sqrt())
-    gold_dev = [set(r.get("labels", [])) for r in splits["dev"]]
+    loss_fn = positive_weighted_loss(y)
+    gold_dev = gold(splits["dev"])
     net = make_net(BUCKETS, args.ngram_dim, len(CODES), sparse=True)
     opt_table = torch.optim.SparseAdam(list(net.table.parameters()), lr=args.ngram_lr)
     opt_out = torch.optim.Adam(net.out.parameters(), lr=args.ngram_lr)
@@ -350,7 +356,7 @@ def reader_weights(dev_rows: list[dict], char_dev: np.ndarray, readers: dict[str
     weights = {name: round(1.0 / (len(readers) + 1), 4) for name in sorted(readers)}
     if readers:
         probs = (1.0 - sum(weights.values())) * char_dev + sum(w * readers[n] for n, w in weights.items())
-        _, s = dev_key([set(r.get("labels", [])) for r in dev_rows], probs)
+        _, s = dev_key(gold(dev_rows), probs)
         print(
             f"readers' weights {weights}: dev macro-F1 {s['macro_f1']:.3f}, dev FPR {s['fpr']:.3f}",
             flush=True,
@@ -392,7 +398,7 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None) -> dic
     dev = [x["text"] for x in splits["dev"]]
     norms = [fused.normalize(t) for t in dev]
     scores = fused.model.predict_with_agreement([n.text for n in norms])  # once, not per setting
-    gold_dev = [set(r.get("labels", [])) for r in splits["dev"]]
+    gold_dev = gold(splits["dev"])
     best = None
     agreements = AGREEMENTS if agree is None else (agree,)
     for thr, veto, ag in itertools.product(THRESHOLDS, (0.02, 0.05, 0.1, 0.2), agreements):
@@ -414,14 +420,14 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None) -> dic
         model_dir=out, model_threshold=thr, model_agreement=agree, model_veto=veto
     )
     test = splits["test"]
-    gold = [set(r.get("labels", [])) for r in test]
+    gold_test = gold(test)
     results = {}
     for name, pred in (
         ("lexicon", run(lexicon_only, test)),
         ("fused", run(fused, test)),
         ("model", label_sets(predict_rows(fused, test), 0.5)),
     ):
-        s = score_labels(gold, pred)
+        s = score_labels(gold_test, pred)
         results[name] = {
             "macro_f1": s["macro_f1"],
             "fpr": s["fpr"],
@@ -609,6 +615,7 @@ def main() -> None:
         help="also train the head over Whisper's token embeddings and average it in",
     )
     ap.add_argument("--semantic-hidden", type=int, default=256)
+    ap.add_argument("--semantic-epochs", type=int, default=25)
     ap.add_argument(
         "--ngram",
         action=argparse.BooleanOptionalAction,
@@ -618,7 +625,6 @@ def main() -> None:
     ap.add_argument("--ngram-dim", type=int, default=64)
     ap.add_argument("--ngram-lr", type=float, default=5e-3)
     ap.add_argument("--ngram-epochs", type=int, default=5)
-    ap.add_argument("--semantic-epochs", type=int, default=25)
     ap.add_argument(
         "--model-agreement",
         type=float,
