@@ -15,6 +15,10 @@ TensorFlow (TTS) and the project's venv must stay apart, so there are two phases
     # 2. project ASR → data/corpus/asr.jsonl, and a summary (CER, counts, examples)
     nice -n 10 .venv/bin/python scripts/make_asr_corpus.py transcribe
 
+More train rows: ``pick`` writes ``--sentences`` from the train-only sources (sentences that
+only ever go to train), and ``transcribe --all-train`` puts every row of them in train
+(``data/ASR_CORPUS.md`` gives the commands for ``data/corpus/asr_train.jsonl``).
+
 Options: ``--cache DIR`` (default /work/asr_cache, outside the repository),
 ``--sentences FILE``, ``--limit N`` (first N sentences, for a quick check);
 ``transcribe --out FILE``, ``transcribe --clean`` (also transcribe the clean TTS
@@ -44,6 +48,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SENTENCES = REPO_ROOT / "data" / "asr_sentences.jsonl"
 DEFAULT_OUT = REPO_ROOT / "data" / "corpus" / "asr.jsonl"
 DEFAULT_CACHE = Path("/work/asr_cache")
+TRAIN_CORPUS = REPO_ROOT / "data" / "corpus" / "train.jsonl"
+TRAIN_ONLY_SOURCES = REPO_ROOT / "data" / "sources" / "train_only"
+PICK_PER_LABEL = 55  # violating sentences per first label (pick)
+PICK_BENIGN = 500  # benign sentences, hard negatives first (pick)
 
 SEED = 20241128
 SR = 16000  # what the pipeline feeds Whisper
@@ -106,7 +114,7 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
     seen = set()
     for i, row in enumerate(rows, start=1):
         sid, text, labels = row.get("id"), row.get("text"), row.get("labels")
-        if not (isinstance(sid, str) and re.fullmatch(r"s\d{4}", sid)):
+        if not (isinstance(sid, str) and re.fullmatch(r"[st]\d{4}", sid)):
             raise CorpusError(f"{path}:{i}: bad id {sid!r}")
         if sid in seen:
             raise CorpusError(f"{path}:{i}: duplicate id {sid}")
@@ -122,6 +130,8 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
 
 def sentence_rng(sid: str, salt: int) -> np.random.Generator:
     """An RNG that depends only on the sentence id (so --limit runs agree with full runs)."""
+    if sid[0] == "t":  # picked train-only sentences: t0001 must not replay s0001's draws
+        salt += 100
     return np.random.default_rng([SEED, salt, int(sid[1:])])
 
 
@@ -257,7 +267,7 @@ def synth(args: argparse.Namespace) -> None:
         speech_rms = rms(speech)
         write_wav(wav_dir / f"{sid}-clean.wav", limit_peak(clean))
         rng = sentence_rng(sid, 1)
-        kinds = rng.choice(len(DEG_TYPES), size=VERSIONS_PER_SENTENCE, replace=False)
+        kinds = rng.choice(len(DEG_TYPES), size=args.versions, replace=False)
         for version, kind_i in zip("abcdefgh", sorted(kinds)):
             audio, desc = degrade(clean, speech_rms, DEG_TYPES[kind_i], rng, demo)
             name = f"{sid}-{version}.wav"
@@ -277,7 +287,7 @@ def synth(args: argparse.Namespace) -> None:
             )
         print(
             f"  [{k}/{len(sentences)}] {sid} {len(speech) / SR:4.1f}s "
-            f"{' '.join(m['degradation'] for m in manifest[-VERSIONS_PER_SENTENCE:])}  {s['text']}",
+            f"{' '.join(m['degradation'] for m in manifest[-args.versions :])}  {s['text']}",
             flush=True,
         )
     write_jsonl(args.cache / "manifest.jsonl", manifest)
@@ -285,6 +295,66 @@ def synth(args: argparse.Namespace) -> None:
         f"synth: {len(sentences)} sentences, {len(manifest)} clips in {time.time() - t0:.0f}s "
         f"→ {args.cache / 'manifest.jsonl'}"
     )
+
+
+# --------------------------------------------------------------------------
+# Phase 0: pick train-only sentences for more ASR training rows (either venv)
+# --------------------------------------------------------------------------
+
+
+def pick(args: argparse.Namespace) -> None:
+    """Write ``--sentences`` (t0001, ...) from ``data/sources/train_only/*.yaml``.
+
+    These groups only ever go to train (``build_corpus.py``), so their transcripts are
+    train rows too (``transcribe --all-train``). Sentences as written only: no templates,
+    no ``asr_style_*`` files (already written as misheard), none with digits or latin
+    letters (the TTS reads characters only), 8-35 characters. Per first label the
+    ``--per-label`` sentences first in sha1(text) order; benign: ``--benign``, hard
+    negatives before ordinary talk."""
+    import yaml
+
+    def key(text: str) -> str:
+        return hashlib.sha1(f"asr-pick:{text}".encode()).hexdigest()
+
+    # build_corpus.py drops train-only sentences too close to a dev or test phrasing: only
+    # sentences that made it into train.jsonl may be read aloud for train rows
+    in_train = {
+        re.sub(r"\s+", "，", row["text"].strip())
+        for row in read_jsonl(TRAIN_CORPUS)
+        if row.get("aug") == "none"
+    }
+    pools: dict[str, list[tuple[int, str, str, list[str]]]] = defaultdict(list)
+    seen: set[str] = set()
+    for path in sorted(TRAIN_ONLY_SOURCES.glob("*.yaml")):
+        if path.name.startswith("asr_style"):
+            continue
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for group in doc.get("groups", []):
+            labels = list(group.get("labels") or [])
+            hard = group.get("kind") == "hard_negative" or "mimics" in group
+            for text in group.get("sentences", []):
+                text = re.sub(r"\s+", "，", str(text).strip())
+                if text in seen or text not in in_train or re.search(r"[0-9A-Za-z]", text):
+                    continue
+                if not 8 <= len(text) <= 35:
+                    continue
+                seen.add(text)
+                stratum = labels[0] if labels else "benign"
+                pools[stratum].append((0 if hard or labels else 1, key(text), text, labels))
+    missing = [lab for lab in LABELS if lab not in pools]
+    if missing:
+        raise CorpusError(f"no train-only sentences for {missing}")
+    chosen = []
+    for stratum in [*LABELS, "benign"]:
+        take = args.benign if stratum == "benign" else args.per_label
+        chosen += sorted(pools[stratum])[:take]
+    rows = [
+        {"id": f"t{i:04d}", "text": text, "labels": labels}
+        for i, (_, _, text, labels) in enumerate(chosen, start=1)
+    ]
+    write_jsonl(args.sentences, rows)
+    n_bad = sum(bool(r["labels"]) for r in rows)
+    print(f"pick: {len(rows)} sentences ({n_bad} violating, {len(rows) - n_bad} benign) → {args.sentences}")
 
 
 # --------------------------------------------------------------------------
@@ -387,7 +457,7 @@ def transcribe(args: argparse.Namespace) -> None:
                 print(f"  [{k}/{len(jobs)}] {rate:.2f}s/clip  {clip}: {row['text']}", flush=True)
     print(f"transcribe: {n_new} new clips in {time.time() - t0:.0f}s ({len(jobs) - n_new} cached)")
 
-    splits = assign_splits(sentences)
+    splits = {s["id"]: "train" for s in sentences} if args.all_train else assign_splits(sentences)
     rows, skipped = [], []
     for m in manifest:
         hit = cache[m["clip"]]
@@ -487,7 +557,7 @@ def summarise(manifest, cache, by_id, splits, rows, skipped, args) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("phase", choices=["synth", "transcribe"])
+    ap.add_argument("phase", choices=["pick", "synth", "transcribe"])
     ap.add_argument("--sentences", type=Path, default=DEFAULT_SENTENCES)
     ap.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help="wav + manifest folder (outside the repo)"
@@ -495,13 +565,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=None, help="only the first N sentences")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="corpus file (transcribe)")
     ap.add_argument("--clean", action="store_true", help="transcribe: also the clean audio (baseline CER)")
+    ap.add_argument(
+        "--all-train",
+        action="store_true",
+        help="transcribe: every row to train (picked train-only sentences)",
+    )
+    ap.add_argument(
+        "--versions", type=int, default=VERSIONS_PER_SENTENCE, help="synth: degraded versions per sentence"
+    )
+    ap.add_argument(
+        "--per-label", type=int, default=PICK_PER_LABEL, help="pick: violating sentences per label"
+    )
+    ap.add_argument("--benign", type=int, default=PICK_BENIGN, help="pick: benign sentences")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        synth(args) if args.phase == "synth" else transcribe(args)
+        {"pick": pick, "synth": synth, "transcribe": transcribe}[args.phase](args)
     except CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -5,8 +5,8 @@
     .venv/bin/python scripts/train_classifier.py --base-model ~/bert-base-chinese --lr 3e-5
     .venv/bin/python scripts/train_classifier.py --extra review_export.jsonl   # add moderator decisions
 
-Data: ``data/corpus/{train,dev,test}.jsonl`` plus ``data/corpus/asr.jsonl`` (each line has its
-``split``), JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch and the
+Data: ``data/corpus/{train,dev,test}.jsonl`` plus ``data/corpus/asr.jsonl`` and
+``asr_train.jsonl`` (each line has its ``split``), JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch and the
 fusion thresholds; the test split is only scored at the end, never used to tune.  The model
 reads normalised text plus its pinyin (see ``pipeline/classify/model.py``).  Deterministic for
 a given seed and thread count.  Writes the model folder, ``training.json`` with the metrics,
@@ -44,13 +44,16 @@ from pipeline.classify.taxonomy import CATEGORIES, CODES  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.evaluate import format_scores, read_jsonl, recall_by_aug, score_labels  # noqa: E402
 
+ASR_FILES = ("asr.jsonl", "asr_train.jsonl")  # scripts/make_asr_corpus.py; rows carry their split
+
 
 def load_splits(data: Path, extra: list[Path]) -> dict[str, list[dict]]:
     splits = {name: read_jsonl(data / f"{name}.jsonl") for name in ("train", "dev", "test")}
-    asr = data / "asr.jsonl"
-    if asr.is_file():
-        for row in read_jsonl(asr):
-            splits[row.get("split", "train")].append(row)
+    for name in ASR_FILES:
+        asr = data / name
+        if asr.is_file():
+            for row in read_jsonl(asr):
+                splits[row.get("split", "train")].append(row)
     for path in extra:
         splits["train"] += read_jsonl(path)
     for name, rows in splits.items():
@@ -150,7 +153,7 @@ def train(args) -> dict:
     loss_fn = positive_weighted_loss(y_train)
     gold_dev = gold(splits["dev"])
     best, best_state, started = -1.0, None, time.monotonic()
-    history = []
+    history, recent, averaged = [], [], False
     for epoch in range(1, args.epochs + 1):
         model.train()
         order = np.random.permutation(len(norm["train"]))
@@ -185,12 +188,31 @@ def train(args) -> dict:
             f"dev FPR {dev['fpr']:.3f}  ({elapsed / 60:.1f} min)",
             flush=True,
         )
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if dev["macro_f1"] > best:
-            best = dev["macro_f1"]
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best, best_state = dev["macro_f1"], state
+        recent = (recent + [state])[-args.average_last :]
         if elapsed > args.max_minutes * 60:
             print(f"stopping: time budget of {args.max_minutes} min reached", flush=True)
             break
+    if len(recent) > 1:
+        # the mean of the last epochs' weights is often steadier than any one epoch: keep it
+        # when dev says it is at least as good
+        model.load_state_dict(
+            {
+                k: torch.stack([s[k].float() for s in recent]).mean(0).to(v.dtype)
+                for k, v in recent[-1].items()
+            }
+        )
+        dev = score_labels(gold_dev, label_sets(predict(model, encode, norm["dev"]), 0.5))
+        print(
+            f"mean of the last {len(recent)} epochs: dev macro-F1 {dev['macro_f1']:.3f}  "
+            f"dev FPR {dev['fpr']:.3f} (best single epoch {best:.3f})",
+            flush=True,
+        )
+        averaged = dev["macro_f1"] >= best
+        if averaged:
+            best_state = model.state_dict()
     model.load_state_dict(best_state)
     out.mkdir(parents=True, exist_ok=True)
     semantic = ngram = None
@@ -221,6 +243,7 @@ def train(args) -> dict:
         "threads": args.threads,
         "epochs_run": len(history),
         "history": history,
+        "averaged_last": len(recent) if averaged else None,
         "semantic": semantic,
         "ngram": ngram,
         "sizes": {k: len(v) for k, v in splits.items()},
@@ -538,8 +561,8 @@ dev FPR {info["fusion"]["dev_fpr"]:.3f}).
 
 `data/corpus/` (see `data/README.md`): hand-written livestream utterances and templates,
 augmented with the evasions streamers use (traditional characters, separators, pinyin and
-letters, homophones, numerals, repeats, emoji), and `data/corpus/asr.jsonl`: labelled
-sentences spoken by an offline TTS, degraded (noise, music, phone band, speed) and transcribed
+letters, homophones, numerals, repeats, emoji), and `data/corpus/asr.jsonl` and
+`asr_train.jsonl` (train rows only): labelled sentences spoken by an offline TTS, degraded (noise, music, phone band, speed) and transcribed
 by the pipeline's own Whisper (see `data/ASR_CORPUS.md`).  Splits are by group (a template or
 sentence family and all its rewrites stay in one split), so the test split holds phrasings the
 model never saw.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"]["dev"]}, test {info["sizes"]["test"]}.
@@ -604,6 +627,9 @@ def main() -> None:
     ap.add_argument("--char-dropout", type=float, default=0.0, help="share of characters hidden in training")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--average-last", type=int, default=3, help="also try the mean of the last N epochs' weights (1: off)"
+    )
     ap.add_argument("--max-minutes", type=float, default=13.0, help="stop after the epoch that passes this")
     ap.add_argument(
         "--fp16", action=argparse.BooleanOptionalAction, default=True, help="store weights in fp16"
