@@ -515,6 +515,8 @@ def write_card(out: Path, info: dict, args) -> None:
     """The model card: data, held-out metrics (test split, never used to tune), how to retrain."""
     t = info["test"]
     cats = list(CATEGORIES)
+    n_mean = info.get("averaged_last")
+    kept = f"here: the mean of the last {n_mean}" if n_mean else "here: the best single epoch"
 
     def row(name):
         r = t[name]
@@ -587,7 +589,8 @@ Per subcategory (fused):
 ## Training
 
 Seed {info["seed"]}, {info["threads"]} threads, AdamW with a one-cycle schedule (peak lr
-{args.lr}), batch {args.batch_size}; the epoch with the best dev macro-F1 is kept.
+{args.lr}), batch {args.batch_size}; the epoch with the best dev macro-F1 is kept, or the mean of
+the last epochs' weights when dev scores it at least as well ({kept}).
 {info["epochs_run"]} epochs in {info["train_minutes"]:.1f} minutes on this machine:
 
 | epoch | loss | dev macro-F1 | dev FPR | minutes |
