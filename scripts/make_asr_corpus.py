@@ -50,6 +50,7 @@ DEFAULT_OUT = REPO_ROOT / "data" / "corpus" / "asr.jsonl"
 DEFAULT_CACHE = Path("/work/asr_cache")
 TRAIN_CORPUS = REPO_ROOT / "data" / "corpus" / "train.jsonl"
 TRAIN_ONLY_SOURCES = REPO_ROOT / "data" / "sources" / "train_only"
+TTS_UNREADABLE = re.compile(r"[0-9A-Za-z]")  # the TTS reads Chinese characters only
 PICK_PER_LABEL = 55  # violating sentences per first label (pick)
 PICK_BENIGN = 500  # benign sentences, hard negatives first (pick)
 
@@ -121,7 +122,7 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
         seen.add(sid)
         if not isinstance(text, str) or not text.strip():
             raise CorpusError(f"{path}:{i}: empty text")
-        if re.search(r"[0-9A-Za-z]", text):
+        if TTS_UNREADABLE.search(text):
             raise CorpusError(f"{path}:{i}: digits/latin letters (the TTS reads characters only): {text}")
         if not isinstance(labels, list) or any(lab not in LABELS for lab in labels):
             raise CorpusError(f"{path}:{i}: unknown labels {labels}")
@@ -316,15 +317,16 @@ def pick(args: argparse.Namespace) -> None:
     def key(text: str) -> str:
         return hashlib.sha1(f"asr-pick:{text}".encode()).hexdigest()
 
+    def spoken(text: str) -> str:  # what the TTS reads: a pause (comma) where the host left a space
+        return re.sub(r"\s+", "，", str(text).strip())
+
     # build_corpus.py drops train-only sentences too close to a dev or test phrasing: only
     # sentences that made it into train.jsonl may be read aloud for train rows
-    in_train = {
-        re.sub(r"\s+", "，", row["text"].strip())
-        for row in read_jsonl(TRAIN_CORPUS)
-        if row.get("aug") == "none"
-    }
+    in_train = {spoken(row["text"]) for row in read_jsonl(TRAIN_CORPUS) if row.get("aug") == "none"}
     pools: dict[str, list[tuple[int, str, str, list[str]]]] = defaultdict(list)
     seen: set[str] = set()
+    # the YAML is read here, not with build_corpus.load_sources: that one sorts a group's labels,
+    # which moves two-label groups to another stratum and would change the committed pick
     for path in sorted(TRAIN_ONLY_SOURCES.glob("*.yaml")):
         if path.name.startswith("asr_style"):
             continue
@@ -332,9 +334,8 @@ def pick(args: argparse.Namespace) -> None:
         for group in doc.get("groups", []):
             labels = list(group.get("labels") or [])
             hard = group.get("kind") == "hard_negative" or "mimics" in group
-            for text in group.get("sentences", []):
-                text = re.sub(r"\s+", "，", str(text).strip())
-                if text in seen or text not in in_train or re.search(r"[0-9A-Za-z]", text):
+            for text in map(spoken, group.get("sentences", [])):
+                if text in seen or text not in in_train or TTS_UNREADABLE.search(text):
                     continue
                 if not 8 <= len(text) <= 35:
                     continue

@@ -4,20 +4,15 @@ The classifier's test figures mean something only while nothing the model trains
 from, or spoken from, a dev or test sentence.  These checks read the committed files.
 """
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import read_jsonl
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CORPUS = DATA / "corpus"
-
-
-def rows(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def plain(text: str) -> str:
@@ -27,19 +22,19 @@ def plain(text: str) -> str:
 @pytest.fixture(scope="module")
 def held_out() -> set[str]:
     """Every dev and test phrasing: corpus items, and what was said in the ASR rows."""
-    texts = {plain(r["text"]) for name in ("dev", "test") for r in rows(CORPUS / f"{name}.jsonl")}
-    texts |= {plain(r["reference"]) for r in rows(CORPUS / "asr.jsonl") if r["split"] != "train"}
+    texts = {plain(r["text"]) for name in ("dev", "test") for r in read_jsonl(CORPUS / f"{name}.jsonl")}
+    texts |= {plain(r["reference"]) for r in read_jsonl(CORPUS / "asr.jsonl") if r["split"] != "train"}
     return texts
 
 
 def test_train_rows_of_real_asr_were_spoken_from_train_sentences_only(held_out):
-    picked = rows(DATA / "asr_sentences_train.jsonl")
-    train = {plain(r["text"]) for r in rows(CORPUS / "train.jsonl") if r["aug"] == "none"}
+    picked = read_jsonl(DATA / "asr_sentences_train.jsonl")
+    train = {plain(r["text"]) for r in read_jsonl(CORPUS / "train.jsonl") if r["aug"] == "none"}
     assert len(picked) >= 1000
     assert all(plain(s["text"]) in train for s in picked)
     assert not {plain(s["text"]) for s in picked} & held_out
 
-    asr_train = rows(CORPUS / "asr_train.jsonl")
+    asr_train = read_jsonl(CORPUS / "asr_train.jsonl")
     assert {r["split"] for r in asr_train} == {"train"}
     said = {s["id"]: s for s in picked}
     for r in asr_train:
@@ -51,5 +46,5 @@ def test_train_rows_of_real_asr_were_spoken_from_train_sentences_only(held_out):
 
 
 def test_no_train_item_repeats_a_held_out_phrasing(held_out):
-    train = {plain(r["text"]) for r in rows(CORPUS / "train.jsonl")}
+    train = {plain(r["text"]) for r in read_jsonl(CORPUS / "train.jsonl")}
     assert not train & held_out
