@@ -18,6 +18,8 @@ TensorFlow (TTS) and the project's venv must stay apart, so there are two phases
 More train rows: ``pick`` writes ``--sentences`` from the train-only sources (sentences that
 only ever go to train), and ``transcribe --all-train`` puts every row of them in train
 (``data/ASR_CORPUS.md`` gives the commands for ``data/corpus/asr_train.jsonl``).
+More test rows: ``transcribe --all-test`` puts every row of sentences written for evaluation
+only in test (``data/asr_sentences_eval.jsonl`` → ``data/corpus/asr_eval.jsonl``).
 
 Options: ``--cache DIR`` (default /work/asr_cache, outside the repository),
 ``--sentences FILE``, ``--limit N`` (first N sentences, for a quick check);
@@ -115,7 +117,7 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
     seen = set()
     for i, row in enumerate(rows, start=1):
         sid, text, labels = row.get("id"), row.get("text"), row.get("labels")
-        if not (isinstance(sid, str) and re.fullmatch(r"[st]\d{4}", sid)):
+        if not (isinstance(sid, str) and re.fullmatch(r"[ste]\d{4}", sid)):
             raise CorpusError(f"{path}:{i}: bad id {sid!r}")
         if sid in seen:
             raise CorpusError(f"{path}:{i}: duplicate id {sid}")
@@ -131,8 +133,8 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
 
 def sentence_rng(sid: str, salt: int) -> np.random.Generator:
     """An RNG that depends only on the sentence id (so --limit runs agree with full runs)."""
-    if sid[0] == "t":  # picked train-only sentences: t0001 must not replay s0001's draws
-        salt += 100
+    # picked train-only (t0001) and evaluation (e0001) sentences must not replay s0001's draws
+    salt += {"t": 100, "e": 200}.get(sid[0], 0)
     return np.random.default_rng([SEED, salt, int(sid[1:])])
 
 
@@ -458,7 +460,10 @@ def transcribe(args: argparse.Namespace) -> None:
                 print(f"  [{k}/{len(jobs)}] {rate:.2f}s/clip  {clip}: {row['text']}", flush=True)
     print(f"transcribe: {n_new} new clips in {time.time() - t0:.0f}s ({len(jobs) - n_new} cached)")
 
-    splits = {s["id"]: "train" for s in sentences} if args.all_train else assign_splits(sentences)
+    if args.all_train or args.all_test:
+        splits = {s["id"]: "train" if args.all_train else "test" for s in sentences}
+    else:
+        splits = assign_splits(sentences)
     rows, skipped = [], []
     for m in manifest:
         hit = cache[m["clip"]]
@@ -566,10 +571,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=None, help="only the first N sentences")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="corpus file (transcribe)")
     ap.add_argument("--clean", action="store_true", help="transcribe: also the clean audio (baseline CER)")
-    ap.add_argument(
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument(
         "--all-train",
         action="store_true",
         help="transcribe: every row to train (picked train-only sentences)",
+    )
+    where.add_argument(
+        "--all-test",
+        action="store_true",
+        help="transcribe: every row to test (sentences written for evaluation only)",
     )
     ap.add_argument(
         "--versions", type=int, default=VERSIONS_PER_SENTENCE, help="synth: degraded versions per sentence"

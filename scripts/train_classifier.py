@@ -5,8 +5,8 @@
     .venv/bin/python scripts/train_classifier.py --base-model ~/bert-base-chinese --lr 3e-5
     .venv/bin/python scripts/train_classifier.py --extra review_export.jsonl   # add moderator decisions
 
-Data: ``data/corpus/{train,dev,test}.jsonl`` plus ``data/corpus/asr.jsonl`` and
-``asr_train.jsonl`` (each line has its ``split``), JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch and the
+Data: ``data/corpus/{train,dev,test}.jsonl`` plus ``data/corpus/asr.jsonl``,
+``asr_train.jsonl`` (all train) and ``asr_eval.jsonl`` (all test; each line has its ``split``), JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch and the
 fusion thresholds; the test split is only scored at the end, never used to tune.  The model
 reads normalised text plus its pinyin (see ``pipeline/classify/model.py``).  Deterministic for
 a given seed and thread count.  Writes the model folder, ``training.json`` with the metrics,
@@ -44,7 +44,7 @@ from pipeline.classify.taxonomy import CATEGORIES, CODES  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.evaluate import format_scores, read_jsonl, recall_by_aug, score_labels  # noqa: E402
 
-ASR_FILES = ("asr.jsonl", "asr_train.jsonl")  # scripts/make_asr_corpus.py; rows carry their split
+ASR_FILES = ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl")  # make_asr_corpus.py; rows carry their split
 
 
 def load_splits(data: Path, extra: list[Path]) -> dict[str, list[dict]]:
@@ -563,11 +563,12 @@ dev FPR {info["fusion"]["dev_fpr"]:.3f}).
 
 `data/corpus/` (see `data/README.md`): hand-written livestream utterances and templates,
 augmented with the evasions streamers use (traditional characters, separators, pinyin and
-letters, homophones, numerals, repeats, emoji), and `data/corpus/asr.jsonl` and
-`asr_train.jsonl` (train rows only): labelled sentences spoken by an offline TTS, degraded (noise, music, phone band, speed) and transcribed
-by the pipeline's own Whisper (see `data/ASR_CORPUS.md`).  Splits are by group (a template or
+letters, homophones, numerals, repeats, emoji), and `data/corpus/asr.jsonl`,
+`asr_train.jsonl` (train rows only) and `asr_eval.jsonl` (test rows only, sentences written for
+evaluation): labelled sentences spoken by an offline TTS, degraded (noise, music, phone band,
+speed) and transcribed by the pipeline's own Whisper (see `data/ASR_CORPUS.md`).  Splits are by group (a template or
 sentence family and all its rewrites stay in one split), so the test split holds phrasings the
-model never saw.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"]["dev"]}, test {info["sizes"]["test"]}.
+model never saw.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"]["dev"]}, test {info["test_size"]}.
 
 ## Held-out test split ({info["test_size"]} utterances, scored once, never used for training or tuning)
 

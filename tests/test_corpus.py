@@ -23,7 +23,8 @@ def plain(text: str) -> str:
 def held_out() -> set[str]:
     """Every dev and test phrasing: corpus items, and what was said in the ASR rows."""
     texts = {plain(r["text"]) for name in ("dev", "test") for r in read_jsonl(CORPUS / f"{name}.jsonl")}
-    texts |= {plain(r["reference"]) for r in read_jsonl(CORPUS / "asr.jsonl") if r["split"] != "train"}
+    for name in ("asr.jsonl", "asr_eval.jsonl"):
+        texts |= {plain(r["reference"]) for r in read_jsonl(CORPUS / name) if r["split"] != "train"}
     return texts
 
 
@@ -48,3 +49,35 @@ def test_train_rows_of_real_asr_were_spoken_from_train_sentences_only(held_out):
 def test_no_train_item_repeats_a_held_out_phrasing(held_out):
     train = {plain(r["text"]) for r in read_jsonl(CORPUS / "train.jsonl")}
     assert not train & held_out
+
+
+def test_the_evaluation_sentences_are_new_and_only_ever_tested_on():
+    """``asr_eval.jsonl``: sentences written for evaluation only, each read aloud once, every row
+    in test.  None may be a near-copy of anything the model trains on or is tuned on."""
+    import sys
+
+    sys.path.insert(0, str(DATA.parent / "scripts"))
+    from build_corpus import BigramIndex
+
+    sentences = read_jsonl(DATA / "asr_sentences_eval.jsonl")
+    rows = read_jsonl(CORPUS / "asr_eval.jsonl")
+    assert {r["split"] for r in rows} == {"test"}
+    assert sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(s["id"] for s in sentences)
+    counts = Counter(lab for r in rows for lab in r["labels"] or ["benign"])
+    assert len(counts) == 17 and min(counts.values()) >= 14  # every label, and harmless talk
+
+    seen = [
+        r["text"]
+        for name in ("train", "dev")
+        for r in read_jsonl(CORPUS / f"{name}.jsonl")
+        if r["aug"] == "none"
+    ]
+    seen += [
+        r["reference"]
+        for name in ("asr.jsonl", "asr_train.jsonl")
+        for r in read_jsonl(CORPUS / name)
+        if r["split"] != "test"
+    ]
+    index = BigramIndex([plain(t) for t in seen])
+    near = [(s["text"], index.nearest(plain(s["text"]))[0]) for s in sentences]
+    assert max(j for _, j in near) < 0.7, [x for x in near if x[1] >= 0.7]
