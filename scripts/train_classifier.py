@@ -5,8 +5,9 @@
     .venv/bin/python scripts/train_classifier.py --base-model ~/bert-base-chinese --lr 3e-5
     .venv/bin/python scripts/train_classifier.py --extra review_export.jsonl   # add moderator decisions
 
-Data: ``data/corpus/{train,dev,test}.jsonl`` plus ``data/corpus/asr.jsonl``,
-``asr_train.jsonl`` (all train) and ``asr_eval.jsonl`` (all test; each line has its ``split``), JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch and the
+Data: ``data/corpus/{train,dev,test}.jsonl`` plus the ASR files ``asr.jsonl``,
+``asr_train.jsonl`` (all train) and ``asr_eval.jsonl`` (all test), whose lines each carry their
+``split``; JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch and the
 fusion thresholds; the test split is only scored at the end, never used to tune.  The model
 reads normalised text plus its pinyin (see ``pipeline/classify/model.py``).  Deterministic for
 a given seed and thread count.  Writes the model folder, ``training.json`` with the metrics,
