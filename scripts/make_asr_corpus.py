@@ -19,7 +19,9 @@ More train rows: ``pick`` writes ``--sentences`` from the train-only sources (se
 only ever go to train), and ``transcribe --all-train`` puts every row of them in train
 (``data/ASR_CORPUS.md`` gives the commands for ``data/corpus/asr_train.jsonl``).
 More test rows: ``transcribe --all-test`` puts every row of sentences written for evaluation
-only in test (``data/asr_sentences_eval.jsonl`` → ``data/corpus/asr_eval.jsonl``).
+only in test (``data/asr_sentences_eval.jsonl`` → ``data/corpus/asr_eval.jsonl``);
+``transcribe --all-dev`` puts every row in dev (``data/fresh/sentences.jsonl`` →
+``data/fresh/asr.jsonl``, the set the lexicon and context rules are checked on).
 
 Options: ``--cache DIR`` (default /work/asr_cache, outside the repository),
 ``--sentences FILE``, ``--limit N`` (first N sentences, for a quick check);
@@ -117,7 +119,7 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
     seen = set()
     for i, row in enumerate(rows, start=1):
         sid, text, labels = row.get("id"), row.get("text"), row.get("labels")
-        if not (isinstance(sid, str) and re.fullmatch(r"[ste]\d{4}", sid)):
+        if not (isinstance(sid, str) and re.fullmatch(r"[sted]\d{4}", sid)):
             raise CorpusError(f"{path}:{i}: bad id {sid!r}")
         if sid in seen:
             raise CorpusError(f"{path}:{i}: duplicate id {sid}")
@@ -133,8 +135,8 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
 
 def sentence_rng(sid: str, salt: int) -> np.random.Generator:
     """An RNG that depends only on the sentence id (so --limit runs agree with full runs)."""
-    # picked train-only (t0001) and evaluation (e0001) sentences must not replay s0001's draws
-    salt += {"t": 100, "e": 200}.get(sid[0], 0)
+    # picked train-only (t0001), evaluation (e0001) and fresh (d0001) sentences must not replay s0001's draws
+    salt += {"t": 100, "e": 200, "d": 300}.get(sid[0], 0)
     return np.random.default_rng([SEED, salt, int(sid[1:])])
 
 
@@ -460,10 +462,8 @@ def transcribe(args: argparse.Namespace) -> None:
                 print(f"  [{k}/{len(jobs)}] {rate:.2f}s/clip  {clip}: {row['text']}", flush=True)
     print(f"transcribe: {n_new} new clips in {time.time() - t0:.0f}s ({len(jobs) - n_new} cached)")
 
-    if args.all_train or args.all_test:
-        splits = {s["id"]: "train" if args.all_train else "test" for s in sentences}
-    else:
-        splits = assign_splits(sentences)
+    everything = "train" if args.all_train else "dev" if args.all_dev else "test" if args.all_test else None
+    splits = {s["id"]: everything for s in sentences} if everything else assign_splits(sentences)
     rows, skipped = [], []
     for m in manifest:
         hit = cache[m["clip"]]
@@ -576,6 +576,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--all-train",
         action="store_true",
         help="transcribe: every row to train (picked train-only sentences)",
+    )
+    where.add_argument(
+        "--all-dev",
+        action="store_true",
+        help="transcribe: every row to dev (sentences for tuning only, e.g. data/fresh/)",
     )
     where.add_argument(
         "--all-test",

@@ -81,3 +81,30 @@ def test_the_evaluation_sentences_are_new_and_only_ever_tested_on():
     index = BigramIndex([plain(t) for t in seen])
     near = [(s["text"], index.nearest(plain(s["text"]))[0]) for s in sentences]
     assert max(j for _, j in near) < 0.7, [x for x in near if x[1] >= 0.7]
+
+
+def test_the_fresh_sentences_copy_nothing_in_the_corpus():
+    """``data/fresh/``: sentences written apart from the corpus and read aloud once, the set the
+    lexicon and context rules are checked on.  None may be a near-copy of a corpus text or of a
+    sentence read aloud for the corpus, so they show how the classifier meets new phrasings."""
+    import sys
+
+    sys.path.insert(0, str(DATA.parent / "scripts"))
+    from build_corpus import BigramIndex
+
+    said = read_jsonl(DATA / "fresh" / "sentences.jsonl")
+    rows = read_jsonl(DATA / "fresh" / "asr.jsonl")
+    assert sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(s["id"] for s in said)
+    assert all(r["reference"] == s["text"] and r["labels"] == s["labels"] for r, s in zip(rows, said))
+    counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
+    assert len(counts) == 17 and min(counts.values()) >= 17  # every label, and harmless talk
+
+    corpus = [r["text"] for name in ("train", "dev", "test") for r in read_jsonl(CORPUS / f"{name}.jsonl")]
+    corpus += [
+        r["reference"]
+        for name in ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl")
+        for r in read_jsonl(CORPUS / name)
+    ]
+    index = BigramIndex([plain(t) for t in corpus if plain(t)])
+    near = [(s["text"], index.nearest(plain(s["text"]))[0]) for s in said]
+    assert max(j for _, j in near) < 0.7, [x for x in near if x[1] >= 0.7]
