@@ -45,6 +45,7 @@ def test_demo_script_lines(clf, row):
         ("真孔设象头也有，装在房间里", "banned_product.other"),  # 针孔摄像头
         ("这款包是高访的名牌包，一比一副客", "banned_product.counterfeit"),  # 高仿 一比一复刻
         ("恭喜这位家人众讲了，先教一百块手续费就能领讲", "fraud.prize_scam"),  # 中奖
+        ("这瓶酒是外交不指定的国礼用酒", "false_claim.fake_authority"),  # 外交部: 不 is bu, not a negation
     ],
 )
 def test_asr_errors_match_by_sound(clf, heard, code):
@@ -79,6 +80,11 @@ def test_traditional_characters(clf):
         ("新闻里说有人卖象牙被抓了", "reported_speech"),
         ("提醒大家谨防刷单诈骗", "warning"),
         ("有些直播间说是央视推荐，其实都是假的", "debunked"),
+        ("网上买电击器是违法的", "condemned"),
+        ("有人私信你说中奖了让你转账，直接拉黑举报", "condemned"),
+        ("所有交易都走平台，私下转账出了问题没人能保障你", "condemned"),
+        ("提醒一下，平台客服不会让大家提供银行卡密码", "warning"),
+        ("警方提醒，网上买电击器是违法的，别买", "reported_speech"),
         ("有宝宝问安眠药，我们不卖，睡不好去医院看看", "refused_after"),
     ],
 )
@@ -93,6 +99,8 @@ def test_context_rules_suppress_and_say_why(clf, text, rule):
     [
         ("我们家的面霜绝对不是假的，全网最好用", "false_claim.absolute_term"),  # vouching, not debunking
         ("安眠药有货，不卖给未成年人，要的直接拍", "banned_product.prescription_drug"),  # refusal too far
+        ("这个电击器不违法，放心买", "banned_product.weapon"),  # vouching, not condemning
+        ("不怕举报，想要的私下转账给我", "fraud.off_platform"),
     ],
 )
 def test_context_rules_do_not_swallow_real_offers(clf, text, code):
@@ -140,6 +148,18 @@ def test_broken_lexicon_is_a_clear_error(tmp_path):
     )
     with pytest.raises(LexiconError, match="severity"):
         Lexicon.load(tmp_path)
+
+
+def test_three_syllable_terms_heard_one_syllable_off_count_only_when_the_model_agrees(clf):
+    heard = clf.classify("将压压我们这里论盒卖，不用去医院排队开房子")  # 降压药: one syllable off
+    near = [ev for lab in heard.labels for ev in lab.evidence if ev.match == "将压压"]
+    if clf.model is None:  # the lexicon alone cannot tell this from a coincidence
+        assert not near and ("将压压", "unconfirmed_sound") in {(ev.match, by) for ev, by in heard.suppressed}
+    else:
+        assert "banned_product.prescription_drug" in {lab.code for lab in heard.labels}
+        assert near and near[0].detail == "near-pinyin"
+    # harmless talk is full of such near-coincidences (四十八 for a vulgar slang term)
+    assert codes(clf, "下单以后四十八小时之内发货，还送运费险") == set()
 
 
 SUBCATEGORY_CASES = [

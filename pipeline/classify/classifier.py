@@ -33,12 +33,19 @@ EVIDENCE_KIND = {
     "near": ("phonetic", "near-pinyin"),
 }
 SHORT_SOUND_FACTOR = 0.75  # a two-character term matched by sound alone is weak evidence (高防 ≠ 高仿)
+# a three-syllable term heard with one syllable wrong (将压压 for 降压药) is a label only when the
+# model gives that label at least this much; without a model, never (too many coincidences)
+SHORT_NEAR_CONFIRM = 0.5
 
 
 def weak_sound(m: Match) -> bool:
     """A match by sound that could be a coincidence: fuzzy or one syllable off, or a short term.
     Four or more syllables heard exactly (真孔设象头 for 针孔摄像头) rarely are."""
     return m.kind in ("fuzzy", "near") or (m.kind == "phonetic" and m.end - m.start <= 3)
+
+
+def short_near(m: Match) -> bool:
+    return m.kind == "near" and m.end - m.start <= 3
 
 
 def match_score(m: Match) -> float:
@@ -139,7 +146,9 @@ class Classifier:
             if kind == "exact" and text[a:b] != m.entry.term:
                 kind = "variant"  # spelled out only after normalisation: 加 V 信, 國家, 加加加
             ev = Evidence(match=text[a:b], span=(a, b), rule=m.entry.id, kind=kind, detail=detail)
-            term = m.entry.term if m.kind in SOUND_KINDS else None
+            # only a wrong syllable can be an inserted negator; where every syllable is the
+            # term's, a 不 is a homophone (外交不指定 is Whisper's 外交部指定)
+            term = m.entry.term if m.kind == "near" else None
             rule = suppressing_rule(norm.text, m.start, m.end, self.config.negation_window, term)
             if rule:
                 suppressed.append((ev, rule))
@@ -158,6 +167,12 @@ class Classifier:
         threshold = c.model_threshold if c.model_threshold is not None else fusion.get("model_threshold", 0.7)
         agreement = c.model_agreement if c.model_agreement is not None else fusion.get("model_agreement", 0.0)
         by_code, suppressed = self._lexicon(text, norm)
+        for code in list(by_code):  # short near matches need the model's word (SHORT_NEAR_CONFIRM)
+            if probs is None or probs.get(code, 0.0) < SHORT_NEAR_CONFIRM:
+                suppressed += [(ev, "unconfirmed_sound") for m, ev in by_code[code] if short_near(m)]
+                by_code[code] = [(m, ev) for m, ev in by_code[code] if not short_near(m)]
+                if not by_code[code]:
+                    del by_code[code]
         subs = self.lexicon.subcategories
         labels = []
         for code, items in by_code.items():
@@ -224,11 +239,16 @@ class Classifier:
 
 
 def _longest_first(matches) -> list[Match]:
-    """Drop matches nested inside a longer match of the same subcategory (最好 inside 全网最好)."""
+    """Drop matches nested inside a longer match of the same subcategory (最好 inside 全网最好),
+    unless the longer one is a short near match, which may yet be dropped for want of the
+    model's confirmation."""
     ms = sorted(matches, key=lambda m: (m.start, -(m.end - m.start)))
     kept: list[Match] = []
     for m in ms:
-        if any(k.start <= m.start and m.end <= k.end and k.entry.sub == m.entry.sub for k in kept):
+        if any(
+            k.start <= m.start and m.end <= k.end and k.entry.sub == m.entry.sub and not short_near(k)
+            for k in kept
+        ):
             continue
         kept.append(m)
     return kept

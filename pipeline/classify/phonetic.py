@@ -4,8 +4,9 @@ Whisper writes what it hears with whatever characters fit: 包治百病 → 包�
 弹弓枪 → 但公枪.  The sound survives, so terms are also matched on a toneless-pinyin
 projection of the text (``phonetic``), on a fuzzy projection that merges the confusions
 Mandarin ASR and accents really make (z/zh, c/ch, s/sh, n/l, f/h, -n/-ng: ``fuzzy``), and,
-for terms of four or more syllables, with one wrong but similar-sounding syllable (for
-terms of five or more, any syllable but the first and last: ``near``).  Each step away from the spelling scores lower.
+for terms of three or more syllables, with one wrong but similar-sounding syllable (for
+terms of five or more, any syllable but the first and last: ``near``; the classifier takes a
+three-syllable one only when its model agrees).  Each step away from the spelling scores lower.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class PhoneticHit:
 class PhoneticIndex:
     """Aho-Corasick over pinyin keys: terms in, hits with character offsets out."""
 
-    def __init__(self, terms: list[tuple[str, object]], near_min_syllables: int = 4) -> None:
+    def __init__(self, terms: list[tuple[str, object]], near_min_syllables: int = 3) -> None:
         self._exact = ahocorasick.Automaton()
         self._fuzzy = ahocorasick.Automaton()
         self._halves = ahocorasick.Automaton()

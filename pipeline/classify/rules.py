@@ -81,6 +81,7 @@ REPORTED = (
     "被处罚",
     "被罚",
     "曝光",
+    *("警方提醒", "警察提醒", "公安提醒", "反诈提醒"),
     # regulators' and reporters' language (the seed article): rules about a thing are not selling it
     *("监管", "要求各", "各部门", "部门要求", "加强管理", "加强监管", "严格落实", "整治", "专项行动"),
     *("打击", "座谈会", "指导会", "记者"),
@@ -88,6 +89,8 @@ REPORTED = (
 WARNINGS = (
     "提醒大家",
     "提醒家人们",
+    "提醒一下",
+    "温馨提示",
     "大家注意",
     "请注意",
     "谨防",
@@ -123,6 +126,14 @@ DEBUNKS = (
     "不要信",
 )
 NOT_DEBUNK = ("不是假的", "没有假的", "不会是假的", "绝不是假的")
+# the speaker condemns the thing: 网上买电击器是违法的，别买; 说你中奖了让你转账，直接拉黑举报
+CONDEMNS = (
+    *("是违法的", "违法的", "是犯法的", "犯法的", "违法犯罪"),
+    *("拉黑举报", "直接拉黑", "直接举报", "请举报", "马上举报", "向平台举报"),
+    *("千万别买", "不要买", "别买"),
+    *("没人能保障", "没有任何保障", "没有保障", "出了问题没人管"),
+)
+NOT_CONDEMN = ("不是违法的", "不违法", "不是犯法的", "不犯法", "没有违法", "不怕举报", "别怕举报")
 # a refusal right after the thing asked for: 有宝宝问安眠药，我们不卖
 REFUSALS = (
     *("不卖", "不售", "不能卖", "卖不了", "没有卖", "没得卖", "不做", "不提供", "不代购", "不接"),
@@ -173,6 +184,8 @@ _REPORTED = _alternation(REPORTED)
 _WARNINGS = _alternation(WARNINGS)
 _DEBUNKS = _alternation(DEBUNKS)
 _NOT_DEBUNK = _alternation(NOT_DEBUNK)
+_CONDEMNS = _alternation(CONDEMNS)
+_NOT_CONDEMN = _alternation(NOT_CONDEMN)
 _REFUSALS = _alternation(REFUSALS)
 _SUBJECTS = _alternation(SUBJECTS)
 
@@ -201,6 +214,13 @@ def debunked(text: str, start: int, end: int, window: int = 6) -> bool:
     return _DEBUNKS.search(sentence) is not None
 
 
+def condemned(text: str, start: int, end: int, window: int = 6) -> bool:
+    """The sentence condemns the match: 警方提醒，网上买电击器是违法的，别买; 有人私信你说中奖了
+    让你转账，直接拉黑举报; 私下转账出了问题没人能保障你 (but not 这个不违法, which vouches)."""
+    sentence = _NOT_CONDEMN.sub(lambda m: "_" * len(m.group(0)), _sentence(text, start, end))
+    return _CONDEMNS.search(sentence) is not None
+
+
 def refused_after(text: str, start: int, end: int, window: int = 6) -> bool:
     """A refusal right after the match: 有宝宝问安眠药，我们不卖; 高仿的我们不做."""
     after = text[end : end + REFUSAL_WINDOW]
@@ -217,13 +237,16 @@ RULES: dict[str, Callable[..., bool]] = {
     "reported_speech": reported_speech,
     "warning": warning,
     "debunked": debunked,
+    "condemned": condemned,
     "refused_after": refused_after,
 }
 
 
 def negation_inside(heard: str, term: str) -> bool:
-    """A match by sound whose extra syllable is a negator: 不卖处方 heard where 代开处方 is
-    the term.  Spelled matches never differ from their term, so this only concerns sound."""
+    """A match by sound whose wrong syllable is a negator: 不卖处方 heard where 代开处方 is the
+    term.  Only for matches with one wrong syllable: where every syllable is the term's, the
+    negator is a homophone (外交不指定 is Whisper's 外交部指定).  Spelled matches never differ
+    from their term, so this only concerns sound."""
     return any(ch in NEGATOR_CHARS and ch not in term for ch in heard)
 
 
