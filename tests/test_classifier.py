@@ -100,6 +100,14 @@ def test_context_rules_suppress_and_say_why(clf, text, rule):
         ("我们家的面霜绝对不是假的，全网最好用", "false_claim.absolute_term"),  # vouching, not debunking
         ("安眠药有货，不卖给未成年人，要的直接拍", "banned_product.prescription_drug"),  # refusal too far
         ("这个电击器不违法，放心买", "banned_product.weapon"),  # vouching, not condemning
+        (
+            "这款包是一比一复刻的大牌，专柜都看不出来是假的",
+            "banned_product.counterfeit",
+        ),  # a fake that passes
+        (
+            "医院开不出来的抗生素，我这里敞开了卖",
+            "banned_product.prescription_drug",
+        ),  # what the hospital won't give
         ("不怕举报，想要的私下转账给我", "fraud.off_platform"),
     ],
 )
@@ -148,6 +156,13 @@ def test_broken_lexicon_is_a_clear_error(tmp_path):
     )
     with pytest.raises(LexiconError, match="severity"):
         Lexicon.load(tmp_path)
+
+
+def test_a_negator_heard_for_the_terms_own_negator_negates_nothing(clf):
+    result = clf.classify("这件衬衫不扣扣子，里面什么都不穿才够味")  # the term says 里面什么都没穿
+    assert "negation_inside" not in {by for _, by in result.suppressed}
+    if clf.model is not None:  # so the model may flag it (a context rule would have stopped it)
+        assert "vulgar.sexual" in {lab.code for lab in result.labels}
 
 
 def test_three_syllable_terms_heard_one_syllable_off_count_only_when_the_model_agrees(clf):

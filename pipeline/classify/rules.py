@@ -61,6 +61,8 @@ NOT_NEGATION = (
     "不要钱",
     "没有风险",
     "无风险",
+    # what the hospital will not give you is what is on offer: 医院开不出来的抗生素，我这里有
+    *("开不出来的", "开不出的", "开不到的", "买不到的", "搞不到的", "弄不到的"),
 )
 REPORTED = (
     "新闻里说",
@@ -125,7 +127,11 @@ DEBUNKS = (
     "不能信",
     "不要信",
 )
-NOT_DEBUNK = ("不是假的", "没有假的", "不会是假的", "绝不是假的")
+NOT_DEBUNK = (
+    *("不是假的", "没有假的", "不会是假的", "绝不是假的"),
+    # a fake that passes: 专柜都看不出来是假的 sells the fake, it does not debunk anything
+    *("看不出来是假的", "看不出是假的", "验不出来是假的", "验不出是假的", "认不出是假的", "分不出是假的"),
+)
 # the speaker condemns the thing: 网上买电击器是违法的，别买; 说你中奖了让你转账，直接拉黑举报
 CONDEMNS = (
     *("是违法的", "违法的", "是犯法的", "犯法的", "违法犯罪"),
@@ -247,6 +253,8 @@ def negation_inside(heard: str, term: str) -> bool:
     term.  Only for matches with one wrong syllable: where every syllable is the term's, the
     negator is a homophone (外交不指定 is Whisper's 外交部指定).  Spelled matches never differ
     from their term, so this only concerns sound."""
+    if any(ch in NEGATOR_CHARS for ch in term):  # 里面什么都不穿 for 里面什么都没穿: one negator for another
+        return False
     return any(ch in NEGATOR_CHARS and ch not in term for ch in heard)
 
 
