@@ -45,6 +45,7 @@ def weak_sound(m: Match) -> bool:
 
 
 def short_near(m: Match) -> bool:
+    """One wrong syllable in a three-syllable term: a label only with the model's confirmation."""
     return m.kind == "near" and m.end - m.start <= 3
 
 
