@@ -571,7 +571,11 @@ speed) and transcribed by the pipeline's own Whisper (see `data/ASR_CORPUS.md`).
 sentence family and all its rewrites stay in one split), so the test split holds phrasings the
 model never saw.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"]["dev"]}, test {info["test_size"]}.
 
-## Held-out test split ({info["test_size"]} utterances, scored once, never used for training or tuning)
+## Held-out test split ({info["test_size"]} utterances, never trained on, no threshold picked on it)
+
+It has decided whether changes were kept (models, data rounds, rule changes; each under a bar
+written down before the look: the README's classifier section lists them), so it is a little
+less than an untouched test.
 
 Category-level F1, false-positive rate on benign utterances, and category recall on violating
 items as originally written, rewritten (variant kinds and traditional), and as transcribed by ASR:
