@@ -11,11 +11,15 @@ OUT    ?= out/demo
 
 setup: $(STAMP)
 
+# pip's downloads (openai-whisper pulls a 286 MB triton wheel) are retried and resumed: a dropped
+# connection on a fresh CI machine must not fail the build
+PIP    := $(PY) -m pip install --quiet --retries 10 --resume-retries 30
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PIP) torch==2.13.0
+	for i in 1 2 3; do $(PIP) -e '.[dev]' && break; [ $$i -lt 3 ] || exit 1; echo "pip install failed, retrying ($$i)"; sleep 30; done
 	$(PY) -m pipeline.asr.weights
 	touch $(STAMP)
 
