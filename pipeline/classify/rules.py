@@ -196,10 +196,15 @@ _REFUSALS = _alternation(REFUSALS)
 _SUBJECTS = _alternation(SUBJECTS)
 
 
+def _mask(not_cues: re.Pattern, text: str) -> str:
+    """``text`` with the phrases that only look like a cue blanked out, offsets kept."""
+    return not_cues.sub(lambda m: "_" * len(m.group(0)), text)
+
+
 def negation(text: str, start: int, end: int, window: int = 6) -> bool:
     """A negator shortly before the match in the same clause: 我们不卖处方药, 没有添加激素."""
     lo = max(_clause_start(text, start, CLAUSE_MARKS), start - window)
-    masked = _NOT_NEGATION.sub(lambda m: "_" * len(m.group(0)), text[lo:end])
+    masked = _mask(_NOT_NEGATION, text[lo:end])
     return _NEGATORS.search(masked[: start - lo]) is not None
 
 
@@ -216,15 +221,13 @@ def warning(text: str, start: int, end: int, window: int = 6) -> bool:
 def debunked(text: str, start: int, end: int, window: int = 6) -> bool:
     """The sentence calls the match false: 有些直播间说是央视推荐，其实都是假的 (but not
     绝对不是假的, which vouches for it)."""
-    sentence = _NOT_DEBUNK.sub(lambda m: "_" * len(m.group(0)), _sentence(text, start, end))
-    return _DEBUNKS.search(sentence) is not None
+    return _DEBUNKS.search(_mask(_NOT_DEBUNK, _sentence(text, start, end))) is not None
 
 
 def condemned(text: str, start: int, end: int, window: int = 6) -> bool:
     """The sentence condemns the match: 警方提醒，网上买电击器是违法的，别买; 有人私信你说中奖了
     让你转账，直接拉黑举报; 私下转账出了问题没人能保障你 (but not 这个不违法, which vouches)."""
-    sentence = _NOT_CONDEMN.sub(lambda m: "_" * len(m.group(0)), _sentence(text, start, end))
-    return _CONDEMNS.search(sentence) is not None
+    return _CONDEMNS.search(_mask(_NOT_CONDEMN, _sentence(text, start, end))) is not None
 
 
 def refused_after(text: str, start: int, end: int, window: int = 6) -> bool:
