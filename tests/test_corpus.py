@@ -19,6 +19,19 @@ def plain(text: str) -> str:
     return re.sub(r"[\s，,。.!！?？、]", "", text)
 
 
+def near_copies(sentences: list[dict], texts: list[str]) -> list[tuple[str, float]]:
+    """Sentences whose character bigrams overlap one of ``texts`` by 0.7 or more (Jaccard): the
+    rule ``scripts/build_corpus.py`` keeps train-only material apart from held-out phrasings by."""
+    import sys
+
+    sys.path.insert(0, str(DATA.parent / "scripts"))
+    from build_corpus import BigramIndex
+
+    index = BigramIndex([plain(t) for t in texts if plain(t)])
+    near = [(s["text"], index.nearest(plain(s["text"]))[0]) for s in sentences]
+    return [x for x in near if x[1] >= 0.7]
+
+
 @pytest.fixture(scope="module")
 def held_out() -> set[str]:
     """Every dev and test phrasing: corpus items, and what was said in the ASR rows."""
@@ -54,11 +67,6 @@ def test_no_train_item_repeats_a_held_out_phrasing(held_out):
 def test_the_evaluation_sentences_are_new_and_only_ever_tested_on():
     """``asr_eval.jsonl``: sentences written for evaluation only, each read aloud once, every row
     in test.  None may be a near-copy of anything the model trains on or is tuned on."""
-    import sys
-
-    sys.path.insert(0, str(DATA.parent / "scripts"))
-    from build_corpus import BigramIndex
-
     sentences = read_jsonl(DATA / "asr_sentences_eval.jsonl")
     rows = read_jsonl(CORPUS / "asr_eval.jsonl")
     assert {r["split"] for r in rows} == {"test"}
@@ -78,20 +86,13 @@ def test_the_evaluation_sentences_are_new_and_only_ever_tested_on():
         for r in read_jsonl(CORPUS / name)
         if r["split"] != "test"
     ]
-    index = BigramIndex([plain(t) for t in seen])
-    near = [(s["text"], index.nearest(plain(s["text"]))[0]) for s in sentences]
-    assert max(j for _, j in near) < 0.7, [x for x in near if x[1] >= 0.7]
+    assert not near_copies(sentences, seen)
 
 
 def test_the_fresh_sentences_copy_nothing_in_the_corpus():
     """``data/fresh/``: sentences written apart from the corpus and read aloud once, the set the
     lexicon and context rules are checked on.  None may be a near-copy of a corpus text or of a
     sentence read aloud for the corpus, so they show how the classifier meets new phrasings."""
-    import sys
-
-    sys.path.insert(0, str(DATA.parent / "scripts"))
-    from build_corpus import BigramIndex
-
     said = read_jsonl(DATA / "fresh" / "sentences.jsonl")
     rows = read_jsonl(DATA / "fresh" / "asr.jsonl")
     assert sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(s["id"] for s in said)
@@ -105,6 +106,4 @@ def test_the_fresh_sentences_copy_nothing_in_the_corpus():
         for name in ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl")
         for r in read_jsonl(CORPUS / name)
     ]
-    index = BigramIndex([plain(t) for t in corpus if plain(t)])
-    near = [(s["text"], index.nearest(plain(s["text"]))[0]) for s in said]
-    assert max(j for _, j in near) < 0.7, [x for x in near if x[1] >= 0.7]
+    assert not near_copies(said, corpus)
