@@ -84,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(c)
 
     e = sub.add_parser("eval", help="score the classifier on labelled JSONL, or a batch run on truth")
-    e.add_argument("labelled", help="JSONL with text and labels (e.g. assets/demo/truth.jsonl)")
+    e.add_argument(
+        "labelled",
+        nargs="+",
+        help="JSONL with text and labels (e.g. assets/demo/truth.jsonl); several files are scored as one set",
+    )
     e.add_argument("--violations", help="a batch run's violations.jsonl: score stream times too")
     e.add_argument("--tolerance", type=float, default=2.0, help="seconds allowed on start times")
     _common(e)
@@ -315,11 +319,14 @@ def cmd_eval(args) -> int:
         score_labels,
     )
 
-    rows = read_jsonl(args.labelled)
+    if args.violations and len(args.labelled) > 1:
+        print("livemod eval: --violations scores one stream: give its one truth file", file=sys.stderr)
+        return EXIT_USAGE
+    rows = [row for path in args.labelled for row in read_jsonl(path)]
     clf = Classifier(_config(args).classifier)
     gold = [set(r.get("labels", [])) for r in rows]
     pred = [{lab.code for lab in result.labels} for result in clf.classify_many([r["text"] for r in rows])]
-    print(f"classifier {clf.version} on {args.labelled} ({len(rows)} items)")
+    print(f"classifier {clf.version} on {' + '.join(args.labelled)} ({len(rows)} items)")
     print(format_scores(score_labels(gold, pred)))
     if any("aug" in r for r in rows):
         print(format_recall_by_aug(recall_by_aug(rows, pred), rows))

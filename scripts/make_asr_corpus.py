@@ -18,9 +18,11 @@ TensorFlow (TTS) and the project's venv must stay apart, so there are two phases
 More train rows: ``pick`` writes ``--sentences`` from the train-only sources (sentences that
 only ever go to train), and ``transcribe --all-train`` puts every row of them in train
 (``data/ASR_CORPUS.md`` gives the commands for ``data/corpus/asr_train.jsonl``).
-More test rows: ``transcribe --all-test`` puts every row of sentences written for evaluation
-only in test (``data/asr_sentences_eval.jsonl`` → ``data/corpus/asr_eval.jsonl``);
-``transcribe --all-dev`` puts every row in dev (``data/fresh/sentences.jsonl`` →
+Test rows: ``transcribe --all-test`` puts every row in test (the test split's sentences,
+``data/test/sentences.jsonl`` → ``data/corpus/asr_test.jsonl``).  The first test split's rows
+are set aside (``"split": "retired"``, read by no split): its share of ``asr.jsonl``
+(``assign_splits``) and ``asr_eval.jsonl`` (``data/asr_sentences_eval.jsonl``,
+``transcribe --all-retired``).  ``transcribe --all-dev`` puts every row in dev (``data/fresh/sentences.jsonl`` →
 ``data/fresh/asr.jsonl``, the set the lexicon and context rules are checked on).
 
 Options: ``--cache DIR`` (default /work/asr_cache, outside the repository),
@@ -119,7 +121,7 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
     seen = set()
     for i, row in enumerate(rows, start=1):
         sid, text, labels = row.get("id"), row.get("text"), row.get("labels")
-        if not (isinstance(sid, str) and re.fullmatch(r"[sted]\d{4}", sid)):
+        if not (isinstance(sid, str) and re.fullmatch(r"[stedh]\d{4}", sid)):
             raise CorpusError(f"{path}:{i}: bad id {sid!r}")
         if sid in seen:
             raise CorpusError(f"{path}:{i}: duplicate id {sid}")
@@ -135,8 +137,9 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
 
 def sentence_rng(sid: str, salt: int) -> np.random.Generator:
     """An RNG that depends only on the sentence id (so --limit runs agree with full runs)."""
-    # picked train-only (t0001), evaluation (e0001) and fresh (d0001) sentences must not replay s0001's draws
-    salt += {"t": 100, "e": 200, "d": 300}.get(sid[0], 0)
+    # picked train-only (t0001), evaluation (e0001), fresh (d0001) and test (h0001) sentences
+    # must not replay s0001's draws
+    salt += {"t": 100, "e": 200, "d": 300, "h": 400}.get(sid[0], 0)
     return np.random.default_rng([SEED, salt, int(sid[1:])])
 
 
@@ -373,7 +376,12 @@ def assign_splits(sentences: list[dict]) -> dict[str, str]:
     Within each stratum (the sentence's first label, or "benign") sentences are ordered
     by sha1(id); the first ~15% go to test, the next ~15% to dev (each at least one when
     the stratum has three or more), the rest to train. Both versions of a sentence share
-    its split, so no sentence leaks across splits."""
+    its split, so no sentence leaks across splits.
+
+    The ~15% this puts in test are set aside (``"split": "retired"``, in no split): the test
+    split is ``data/test/sentences.jsonl`` read aloud (``transcribe --all-test``), written when
+    the first test split was retired.  The draw itself is unchanged, so train and dev stay the
+    same."""
     strata: dict[str, list[str]] = defaultdict(list)
     for s in sentences:
         strata[s["labels"][0] if s["labels"] else "benign"].append(s["id"])
@@ -388,7 +396,7 @@ def assign_splits(sentences: list[dict]) -> dict[str, str]:
             pos += k
         for sid in ids[pos:]:
             split[sid] = "train"
-    return split
+    return {sid: "retired" if sp == "test" else sp for sid, sp in split.items()}
 
 
 def load_cache(path: Path) -> dict[str, dict]:
@@ -462,7 +470,7 @@ def transcribe(args: argparse.Namespace) -> None:
                 print(f"  [{k}/{len(jobs)}] {rate:.2f}s/clip  {clip}: {row['text']}", flush=True)
     print(f"transcribe: {n_new} new clips in {time.time() - t0:.0f}s ({len(jobs) - n_new} cached)")
 
-    everything = "train" if args.all_train else "dev" if args.all_dev else "test" if args.all_test else None
+    everything = next((sp for sp in ("train", "dev", "test", "retired") if getattr(args, f"all_{sp}")), None)
     splits = {s["id"]: everything for s in sentences} if everything else assign_splits(sentences)
     rows, skipped = [], []
     for m in manifest:
@@ -585,7 +593,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where.add_argument(
         "--all-test",
         action="store_true",
-        help="transcribe: every row to test (sentences written for evaluation only)",
+        help="transcribe: every row to test (the test split's sentences, data/test/)",
+    )
+    where.add_argument(
+        "--all-retired",
+        action="store_true",
+        help="transcribe: every row set aside, in no split (the first test split's sentences)",
     )
     ap.add_argument(
         "--versions", type=int, default=VERSIONS_PER_SENTENCE, help="synth: degraded versions per sentence"

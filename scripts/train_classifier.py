@@ -6,8 +6,8 @@
     .venv/bin/python scripts/train_classifier.py --extra review_export.jsonl   # add moderator decisions
 
 Data: ``data/corpus/{train,dev,test}.jsonl`` plus the ASR files ``asr.jsonl``,
-``asr_train.jsonl`` (all train) and ``asr_eval.jsonl`` (all test), whose lines each carry their
-``split``; JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch and the
+``asr_train.jsonl`` (all train), ``asr_eval.jsonl`` (set aside, ``retired``) and
+``asr_test.jsonl`` (all test), whose lines each carry their ``split``; JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch and the
 fusion thresholds; the test split is only scored at the end, never used to tune.  The model
 reads normalised text plus its pinyin (see ``pipeline/classify/model.py``).  Deterministic for
 a given seed and thread count.  Writes the model folder, ``training.json`` with the metrics,
@@ -45,7 +45,8 @@ from pipeline.classify.taxonomy import CATEGORIES, CODES  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.evaluate import format_scores, read_jsonl, recall_by_aug, score_labels  # noqa: E402
 
-ASR_FILES = ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl")  # make_asr_corpus.py; rows carry their split
+# made by make_asr_corpus.py; every row carries its split
+ASR_FILES = ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl", "asr_test.jsonl")
 
 
 def load_splits(data: Path, extra: list[Path]) -> dict[str, list[dict]]:
@@ -54,7 +55,9 @@ def load_splits(data: Path, extra: list[Path]) -> dict[str, list[dict]]:
         asr = data / name
         if asr.is_file():
             for row in read_jsonl(asr):
-                splits[row.get("split", "train")].append(row)
+                split = row.get("split", "train")
+                if split != "retired":  # the first test split's rows: in no split
+                    splits[split].append(row)
     for path in extra:
         splits["train"] += read_jsonl(path)
     for name, rows in splits.items():
@@ -565,17 +568,15 @@ dev FPR {info["fusion"]["dev_fpr"]:.3f}).
 `data/corpus/` (see `data/README.md`): hand-written livestream utterances and templates,
 augmented with the evasions streamers use (traditional characters, separators, pinyin and
 letters, homophones, numerals, repeats, emoji), and `data/corpus/asr.jsonl`,
-`asr_train.jsonl` (train rows only) and `asr_eval.jsonl` (test rows only, sentences written for
-evaluation): labelled sentences spoken by an offline TTS, degraded (noise, music, phone band,
-speed) and transcribed by the pipeline's own Whisper (see `data/ASR_CORPUS.md`).  Splits are by group (a template or
-sentence family and all its rewrites stay in one split), so the test split holds phrasings the
-model never saw.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"]["dev"]}, test {info["test_size"]}.
+`asr_train.jsonl` (train and dev rows) and `asr_test.jsonl` (test rows only):
+labelled sentences spoken by an offline TTS, degraded (noise, music, phone band, speed) and
+transcribed by the pipeline's own Whisper (see `data/ASR_CORPUS.md`).  Train and dev are split
+by group (a template or sentence family and all its rewrites stay in one split).  The test split
+is `data/test/sentences.jsonl`: sentences written for it alone by writers who read none of the
+project's data, screened for near-copies of every other text, as written, disguised like the
+rest and read aloud.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"]["dev"]}, test {info["test_size"]}.
 
 ## Held-out test split ({info["test_size"]} utterances, never trained on, no threshold picked on it)
-
-It has decided whether changes were kept (models, data rounds, rule changes; each under a bar
-written down before the look: the README's classifier section lists them), so it is a little
-less than an untouched test.
 
 Category-level F1, false-positive rate on benign utterances, and category recall on violating
 items as originally written, rewritten (variant kinds and traditional), and as transcribed by ASR:

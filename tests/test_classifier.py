@@ -1,5 +1,7 @@
 """The lexicon classifier: taxonomy, evidence, sound-alike matches, context rules, user lexicons."""
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -307,3 +309,31 @@ def test_an_allow_listed_phrase_also_stops_a_model_only_flag(tmp_path):
 @pytest.mark.parametrize("text", MODEL_NEGATIVES)
 def test_the_model_leaves_the_same_topics_alone_when_harmless(text):
     assert codes(Classifier(ClassifierConfig()), text) == set()
+
+
+def test_livemod_eval_scores_several_labelled_files_as_one_set(tmp_path, capsys):
+    """``livemod eval test.jsonl asr_test.jsonl``: the test split's two files, scored together."""
+    from pipeline.cli import main
+
+    written, heard = tmp_path / "written.jsonl", tmp_path / "heard.jsonl"
+    rows = [
+        ({"text": "加我微信私聊，下单给你便宜", "labels": ["fraud.off_platform"], "aug": "none"}, written),
+        ({"text": "优惠券在购物车里自己领", "labels": [], "aug": "none"}, written),
+        ({"text": "这个养生茶喝了包制摆病", "labels": ["false_claim.efficacy_claim"], "aug": "asr"}, heard),
+        ({"text": "我们不卖处方药，需要的去医院", "labels": [], "aug": "asr"}, heard),
+    ]
+    for row, path in rows:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    assert main(["eval", str(written), str(heard), "--set", "classifier.model_dir=null"]) == 0
+    out = capsys.readouterr().out
+    assert "(4 items)" in out
+    assert "macro-F1 over categories: 1.000" in out
+    assert "false-positive rate on benign: 0.000 (2 benign items)" in out
+    assert re.search(r"asr\s+1\.000\s+\(1 items\)", out) and re.search(
+        r"original\s+1\.000\s+\(1 items\)", out
+    )
+
+    truth = DEMO / "truth.jsonl"
+    assert main(["eval", str(truth), str(written), "--violations", str(truth)]) == 2
+    assert "one truth file" in capsys.readouterr().err

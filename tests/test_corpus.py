@@ -34,9 +34,12 @@ def near_copies(sentences: list[dict], texts: list[str]) -> list[tuple[str, floa
 
 @pytest.fixture(scope="module")
 def held_out() -> set[str]:
-    """Every dev and test phrasing: corpus items, and what was said in the ASR rows."""
-    texts = {plain(r["text"]) for name in ("dev", "test") for r in read_jsonl(CORPUS / f"{name}.jsonl")}
-    for name in ("asr.jsonl", "asr_eval.jsonl"):
+    """Every dev and test phrasing (and the first test split's, set aside): corpus items, and what
+    was said in the ASR rows."""
+    texts = {
+        plain(r["text"]) for name in ("dev", "test", "retired") for r in read_jsonl(CORPUS / f"{name}.jsonl")
+    }
+    for name in ("asr.jsonl", "asr_eval.jsonl", "asr_test.jsonl"):
         texts |= {plain(r["reference"]) for r in read_jsonl(CORPUS / name) if r["split"] != "train"}
     return texts
 
@@ -64,29 +67,49 @@ def test_no_train_item_repeats_a_held_out_phrasing(held_out):
     assert not train & held_out
 
 
-def test_the_evaluation_sentences_are_new_and_only_ever_tested_on():
-    """``asr_eval.jsonl``: sentences written for evaluation only, each read aloud once, every row
-    in test.  None may be a near-copy of anything the model trains on or is tuned on."""
-    sentences = read_jsonl(DATA / "asr_sentences_eval.jsonl")
-    rows = read_jsonl(CORPUS / "asr_eval.jsonl")
-    assert {r["split"] for r in rows} == {"test"}
-    assert sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(s["id"] for s in sentences)
-    counts = Counter(lab for r in rows for lab in r["labels"] or ["benign"])
-    assert len(counts) == 17 and min(counts.values()) >= 14  # every label, and harmless talk
+def test_the_test_split_is_sentences_written_for_it_and_only_ever_tested_on():
+    """``data/test/``: the test split is sentences written for it alone, as written, disguised
+    and read aloud once; none may be a near-copy of anything the model trains on or is tuned on
+    (train and dev, every sentence read aloud for them, the fresh sentences the context rules
+    were checked on, and the first test split, which decided changes)."""
+    said = read_jsonl(DATA / "test" / "sentences.jsonl")
+    counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
+    assert len(counts) == 17 and min(counts.values()) >= 23  # every label, and harmless talk
+    assert counts["benign"] >= len(said) * 0.45
 
-    seen = [
-        r["text"]
-        for name in ("train", "dev")
-        for r in read_jsonl(CORPUS / f"{name}.jsonl")
-        if r["aug"] == "none"
-    ]
+    test = read_jsonl(CORPUS / "test.jsonl")
+    assert {r["group"] for r in test} == {f"test-{s['id']}" for s in said}
+    as_written = {r["group"].removeprefix("test-"): r for r in test if r["aug"] == "none"}
+    assert all(plain(as_written[s["id"]]["text"]) == plain(s["text"]) for s in said)
+    assert sum(r["aug"] != "none" for r in test) >= len(said)  # disguised copies, like the first test split
+
+    rows = read_jsonl(CORPUS / "asr_test.jsonl")
+    assert {r["split"] for r in rows} == {"test"}
+    assert sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(s["id"] for s in said)
+    by_id = {s["id"]: s for s in said}
+    assert all(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
+
+    seen = [r["text"] for name in ("train", "dev", "retired") for r in read_jsonl(CORPUS / f"{name}.jsonl")]
     seen += [
         r["reference"]
-        for name in ("asr.jsonl", "asr_train.jsonl")
+        for name in ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl")
         for r in read_jsonl(CORPUS / name)
-        if r["split"] != "test"
     ]
-    assert not near_copies(sentences, seen)
+    seen += [s["text"] for s in read_jsonl(DATA / "fresh" / "sentences.jsonl")]
+    assert not near_copies(said, seen)
+
+
+def test_the_first_test_split_is_set_aside():
+    """The first test split decided too many changes to stay a test: its groups and every
+    transcript of its sentences are in no split now (``retired``), and train is what the
+    shipped model was trained on."""
+    evaluation = read_jsonl(CORPUS / "asr_eval.jsonl")
+    assert len(evaluation) == 393 and {r["split"] for r in evaluation} == {"retired"}
+    assert {r["split"] for r in read_jsonl(CORPUS / "asr.jsonl")} == {"train", "dev", "retired"}
+    retired = {r["group"] for r in read_jsonl(CORPUS / "retired.jsonl")}
+    for name in ("train", "dev", "test"):
+        assert not retired & {r["group"] for r in read_jsonl(CORPUS / f"{name}.jsonl")}
+    assert all(g.startswith("test-") for g in {r["group"] for r in read_jsonl(CORPUS / "test.jsonl")})
 
 
 def test_the_fresh_sentences_copy_nothing_in_the_corpus():
@@ -103,7 +126,7 @@ def test_the_fresh_sentences_copy_nothing_in_the_corpus():
     corpus = [r["text"] for name in ("train", "dev", "test") for r in read_jsonl(CORPUS / f"{name}.jsonl")]
     corpus += [
         r["reference"]
-        for name in ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl")
+        for name in ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl", "asr_test.jsonl")
         for r in read_jsonl(CORPUS / name)
     ]
     assert not near_copies(said, corpus)
