@@ -124,6 +124,10 @@ class ClassifierConfig(_Section):
     # a model-only flag also needs each of the model's two readers (characters, Whisper
     # embeddings) at or above this: one overconfident reader alone does not flag
     model_agreement: float | None = Field(None, ge=0, le=1)
+    # where a context rule fired (negation, warning, ...), the model alone flags only when it and
+    # every reader give at least this: a rule misled by a misheard word (Whisper's 也没门看我这身材
+    # for 姐妹们看我这身材 reads as a negation); None: never
+    model_overrule: float | None = Field(0.95, ge=0, le=1)
     model_threads: int | None = Field(None, ge=1)  # torch threads for the model (None: torch default)
     reload_interval_s: float | None = Field(2.0, ge=0)  # check lexicon files for edits; null: never
     negation_window: int = Field(6, ge=0)  # characters before a match searched for negation

@@ -528,7 +528,7 @@ def write_card(out: Path, info: dict, args) -> None:
         aug = r["by_aug"]
         return (
             f"| {name} | {r['macro_f1']:.3f} | {per} | {r['fpr']:.3f} | {aug.get('original', 0):.3f} | "
-            f"{aug.get('variant', 0):.3f} | {aug.get('asr', 0):.3f} |"
+            f"{aug.get('variant', 0):.3f} | {aug.get('traditional', 0):.3f} | {aug.get('asr', 0):.3f} |"
         )
 
     subs = "\n".join(
@@ -568,7 +568,8 @@ dev FPR {info["fusion"]["dev_fpr"]:.3f}).
 `data/corpus/` (see `data/README.md`): hand-written livestream utterances and templates,
 augmented with the evasions streamers use (traditional characters, separators, pinyin and
 letters, homophones, numerals, repeats, emoji), and `data/corpus/asr.jsonl`,
-`asr_train.jsonl` (train and dev rows) and `asr_test.jsonl` (test rows only):
+`asr_train.jsonl` (train and dev rows; the first test split's rows, marked `retired`, are in
+no split) and `asr_test.jsonl` (test rows only):
 labelled sentences spoken by an offline TTS, degraded (noise, music, phone band, speed) and
 transcribed by the pipeline's own Whisper (see `data/ASR_CORPUS.md`).  Train and dev are split
 by group (a template or sentence family and all its rewrites stay in one split).  The test split
@@ -579,10 +580,11 @@ rest and read aloud.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"][
 ## Held-out test split ({info["test_size"]} utterances, never trained on, no threshold picked on it)
 
 Category-level F1, false-positive rate on benign utterances, and category recall on violating
-items as originally written, rewritten (variant kinds and traditional), and as transcribed by ASR:
+items as originally written, rewritten (every variant kind; traditional characters alone), and
+as transcribed by ASR:
 
-| classifier | macro-F1 | {" | ".join(cats)} | benign FPR | recall original | recall variant | recall ASR |
-| --- | --- | {" | ".join("---" for _ in cats)} | --- | --- | --- | --- |
+| classifier | macro-F1 | {" | ".join(cats)} | benign FPR | recall original | recall variant | recall traditional | recall ASR |
+| --- | --- | {" | ".join("---" for _ in cats)} | --- | --- | --- | --- | --- |
 {row("lexicon")}
 {row("model")}
 {row("fused")}

@@ -88,6 +88,17 @@ def test_traditional_characters(clf):
         ("提醒一下，平台客服不会让大家提供银行卡密码", "warning"),
         ("警方提醒，网上买电击器是违法的，别买", "reported_speech"),
         ("有宝宝问安眠药，我们不卖，睡不好去医院看看", "refused_after"),
+        # new harmless phrasings of a second dev set (data/fresh/, the second batch)
+        ("返现诱导好评是不允许的", "condemned"),
+        ("好评返现是违规的，我们不搞", "condemned"),
+        ("看到有人卖穿山甲记得举报", "condemned"),
+        ("接到电话说你中了大奖要先交税，直接挂掉", "condemned"),
+        ("海关查获一批假冒名牌包", "reported_speech"),
+        ("那些说吃了能根治关节炎的保健品，我妈花了好多冤枉钱", "debunked"),
+        ("粉丝以为我们上过央视，那是误会", "debunked"),
+        ("私信问电子烟的，平台禁止卖，我们也不碰", "refused_after"),
+        ("你说的安眠药我可不卖", "refused_after"),
+        ("有宝宝私信要我微信，真的不方便给，售后请找平台客服", "refused_after"),
     ],
 )
 def test_context_rules_suppress_and_say_why(clf, text, rule):
@@ -111,6 +122,9 @@ def test_context_rules_suppress_and_say_why(clf, text, rule):
             "banned_product.prescription_drug",
         ),  # what the hospital won't give
         ("不怕举报，想要的私下转账给我", "fraud.off_platform"),
+        ("电击器我们一律不卖给未成年人，成年人直接拍", "banned_product.weapon"),  # a condition, no refusal
+        ("这个高仿包背出去没人知道是假的", "banned_product.counterfeit"),  # a fake that passes
+        ("艾司唑仑想要的直接拍，不查处方", "banned_product.prescription_drug"),  # 查处 is no seizure here
     ],
 )
 def test_context_rules_do_not_swallow_real_offers(clf, text, code):
@@ -118,7 +132,11 @@ def test_context_rules_do_not_swallow_real_offers(clf, text, code):
 
 
 @pytest.mark.parametrize(
-    "text", ["最近天气冷了", "这是我们第一次来杭州", "第一步先洗脸", "最后三件了", "黑色最显瘦"]
+    "text",
+    [
+        *("最近天气冷了", "这是我们第一次来杭州", "第一步先洗脸", "最后三件了", "黑色最显瘦"),
+        *("这款雪茄色的皮鞋很百搭", "孩子考了全班第一，奖励一台学习机", "这把喷漆枪刷墙很快"),
+    ],
 )
 def test_substring_traps(clf, text):
     assert codes(clf, text) == set()
@@ -293,6 +311,18 @@ def test_the_ngram_reader_hears_misheard_words_in_their_pinyin_pieces():
     assert kind("接市单", "f") == kind("接私单", "f")
     assert kind("接市单", "f") != kind("接订单", "f")
     assert all(0 <= i < 1 << 16 for i in hashed("加 V 信 wei xin 私聊"))
+
+
+def test_a_rule_misled_by_a_misheard_word_does_not_stop_a_model_that_is_sure():
+    """Whisper heard 低胸装 as 丁兄中; 够不够深 one syllable off a lexicon term holds 不, so a
+    context rule fires.  Where the model and every reader are sure (model_overrule), the model
+    still flags it, saying so; without that setting it stays silent as before."""
+    heard = "这件丁兄中我玩下要给哥哥们看看,够不够深?"
+    result = Classifier(ClassifierConfig()).classify(heard)
+    assert [lab.code for lab in result.labels] == ["vulgar.sexual"]
+    assert result.labels[0].evidence[0].kind == "model"
+    assert "negation_inside" in {rule for _, rule in result.suppressed}
+    assert Classifier(ClassifierConfig(model_overrule=None)).classify(heard).labels == ()
 
 
 def test_an_allow_listed_phrase_also_stops_a_model_only_flag(tmp_path):

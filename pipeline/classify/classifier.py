@@ -195,14 +195,18 @@ class Classifier:
                 sub = items[0][0].entry.sub
                 labels.append(Label(sub.category, sub.name, score, sub.severity, sub.basis, evidence))
         # the model alone does not overrule the context rules: in an utterance where a match was
-        # negated, reported or warned against, it raises nothing of its own
+        # negated, reported or warned against, it raises nothing of its own unless it and every
+        # reader are sure (model_overrule)
         context = any(rule in RULES or rule == "negation_inside" for _, rule in suppressed)
         # nor where the user declared a phrase of the utterance harmless (an allow-list entry)
         allowed = [norm.original_span(a, b) for a, b in self.lexicon.allowed_spans(norm.text)]
         for code, p in (probs or {}).items():
-            if code not in by_code and p >= threshold and code in subs and not context:
+            if code not in by_code and p >= threshold and code in subs:
                 if agree is not None and agree.get(code, p) < agreement:
                     continue  # one reader is sure it is harmless: the model alone does not flag it
+                sure = c.model_overrule is not None and min(p, (agree or {}).get(code, p)) >= c.model_overrule
+                if context and not sure:
+                    continue
                 if allowed:
                     a, b = allowed[0]
                     ev = Evidence(match=text[a:b], span=(a, b), rule=self.model.version, kind="model")

@@ -87,6 +87,8 @@ REPORTED = (
     # regulators' and reporters' language (the seed article): rules about a thing are not selling it
     *("监管", "要求各", "各部门", "部门要求", "加强管理", "加强监管", "严格落实", "整治", "专项行动"),
     *("打击", "座谈会", "指导会", "记者"),
+    # seizures in the news: 上周海关查获一批假冒名牌包
+    *("查获", "缴获"),
 )
 WARNINGS = (
     "提醒大家",
@@ -112,6 +114,8 @@ WARNINGS = (
     "打着我们旗号",
     "冒充我们",
     "认准官方",
+    "爱护野生动物",
+    "保护野生动物",
 )
 
 # the speaker says the claim or offer is false: 说是央视推荐，其实都是假的
@@ -126,24 +130,30 @@ DEBUNKS = (
     "别信",
     "不能信",
     "不要信",
+    # what it cost those who believed it, or the speaker disowning it: 花了好多冤枉钱; 那是误会
+    *("冤枉钱", "上当受骗", "是误会", "别理"),
 )
 NOT_DEBUNK = (
     *("不是假的", "没有假的", "不会是假的", "绝不是假的"),
     # a fake that passes: 专柜都看不出来是假的 sells the fake, it does not debunk anything
     *("看不出来是假的", "看不出是假的", "验不出来是假的", "验不出是假的", "认不出是假的", "分不出是假的"),
+    *("没人知道是假的", "谁知道是假的", "没人看得出是假的"),
 )
 # the speaker condemns the thing: 网上买电击器是违法的，别买; 说你中奖了让你转账，直接拉黑举报
 CONDEMNS = (
-    *("是违法的", "违法的", "是犯法的", "犯法的", "违法犯罪"),
-    *("拉黑举报", "直接拉黑", "直接举报", "请举报", "马上举报", "向平台举报"),
-    *("千万别买", "不要买", "别买"),
+    *("是违法的", "违法的", "是犯法的", "犯法的", "违法犯罪", "是违规的", "都是违规的", "是不允许的"),
+    *("拉黑举报", "直接拉黑", "直接举报", "请举报", "马上举报", "向平台举报", "记得举报", "及时举报"),
+    *("千万别买", "不要买", "别买", "别碰", "不要碰", "直接挂掉", "一律不卖", "坚决不卖", "绝对不卖"),
     *("没人能保障", "没有任何保障", "没有保障", "出了问题没人管"),
 )
-NOT_CONDEMN = ("不是违法的", "不违法", "不是犯法的", "不犯法", "没有违法")
+NOT_CONDEMN = (
+    *("不是违法的", "不违法", "不是犯法的", "不犯法", "没有违法", "不是违规的", "不违规", "没有违规"),
+    "不卖给",  # 一律不卖给未成年人 sells to everyone else
+)
 # a refusal right after the thing asked for: 有宝宝问安眠药，我们不卖
 REFUSALS = (
     *("不卖", "不售", "不能卖", "卖不了", "没有卖", "没得卖", "不做", "不提供", "不代购", "不接"),
-    *("没有货", "没货", "不敢卖", "不可以卖"),
+    *("没有货", "没货", "不敢卖", "不可以卖", "禁止卖", "不碰", "不沾", "不搞", "不方便给"),
 )
 REFUSAL_WINDOW = 8  # characters after the match
 SUBJECTS = (
@@ -161,6 +171,10 @@ SUBJECTS = (
     "一律",
     "绝对",
     "坚决",
+    "可",  # 安眠药我可不卖
+    "的",  # 问电子烟的，我们不碰
+    "真的",
+    "平台",  # 电子烟，平台禁止卖
 )
 
 
@@ -231,10 +245,11 @@ def condemned(text: str, start: int, end: int, window: int = 6) -> bool:
 
 
 def refused_after(text: str, start: int, end: int, window: int = 6) -> bool:
-    """A refusal right after the match: 有宝宝问安眠药，我们不卖; 高仿的我们不做."""
+    """A refusal right after the match: 有宝宝问安眠药，我们不卖; 高仿的我们不做 (but not
+    电击器我们不卖给未成年人, which sells to everyone else)."""
     after = text[end : end + REFUSAL_WINDOW]
     m = _REFUSALS.search(after)
-    if m is None:
+    if m is None or after[m.end() : m.end() + 1] == "给":  # 不卖给未成年人: a condition on a sale
         return False
     # only the speaker in between (安眠药有货，不卖给未成年人 is an offer with a condition)
     between = _SUBJECTS.sub("", after[: m.start()])
