@@ -94,6 +94,7 @@ def test_traditional_characters(clf):
         ("看到有人卖穿山甲记得举报", "condemned"),
         ("接到电话说你中了大奖要先交税，直接挂掉", "condemned"),
         ("海关查获一批假冒名牌包", "reported_speech"),
+        ("投资有风险，谁跟你说稳赚不赔你都别信", "warning"),
         ("那些说吃了能根治关节炎的保健品，我妈花了好多冤枉钱", "debunked"),
         ("粉丝以为我们上过央视，那是误会", "debunked"),
         ("私信问电子烟的，平台禁止卖，我们也不碰", "refused_after"),

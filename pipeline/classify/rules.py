@@ -116,6 +116,7 @@ WARNINGS = (
     "认准官方",
     "爱护野生动物",
     "保护野生动物",
+    "投资有风险",
 )
 
 # the speaker says the claim or offer is false: 说是央视推荐，其实都是假的
