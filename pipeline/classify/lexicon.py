@@ -66,6 +66,7 @@ class Lexicon:
     normalize: Normalizer = field(default_factory=Normalizer)
     _automaton: ahocorasick.Automaton | None = None
     _phonetic: PhoneticIndex | None = None
+    _subcategories: dict[str, Subcategory] = field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path, extra: Iterable[Path] = (), normalizer: Normalizer | None = None) -> Lexicon:
@@ -151,10 +152,12 @@ class Lexicon:
             auto.make_automaton()
         self._automaton = auto if keyed else None
         self._phonetic = PhoneticIndex([(key, entry) for key, items in keyed.items() for entry, _ in items])
+        self._subcategories = {e.sub.code: e.sub for e in self.entries.values()}
 
     @property
     def subcategories(self) -> dict[str, Subcategory]:
-        return {e.sub.code: e.sub for e in self.entries.values()}
+        """Subcategories with at least one entry (built once with the index: every utterance asks)."""
+        return self._subcategories
 
     def allowed_spans(self, text: str) -> list[tuple[int, int]]:
         """Where the user's allow-listed phrases occur in normalised ``text``."""
