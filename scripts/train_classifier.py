@@ -579,6 +579,9 @@ rest and read aloud.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"][
 
 ## Held-out test split ({info["test_size"]} utterances, never trained on, no threshold picked on it)
 
+How often it has been scored, and what changed between scorings, is in the README's classifier
+section.
+
 Category-level F1, false-positive rate on benign utterances, and category recall on violating
 items as originally written, rewritten (every variant kind; traditional characters alone), and
 as transcribed by ASR:
