@@ -165,29 +165,25 @@ def load_test_sentences(path: Path) -> list[dict]:
 
     The first test split (a share of the groups of ``data/sources/*.yaml``) decided many
     changes, each under a bar written down first, and so was no longer untouched; its groups
-    are set aside (``build``: ``retired.jsonl``, in no split), and the test split is these sentences, written by writers who
-    read none of the project's data, screened for near-copies of every text the project has."""
+    are set aside (``build``: ``retired.jsonl``, in no split), and the test split is these
+    sentences, written by writers who read none of the project's data, screened for
+    near-copies of every text the project has.  They are also read aloud, so
+    ``make_asr_corpus.load_sentences`` checks them, as it checks every sentence it reads."""
+    from make_asr_corpus import CorpusError, load_sentences  # scripts/ is on sys.path, as here
+
     if not path.is_file():
         raise SourceError(f"{path}: no such file (the test split's sentences)")
-    groups, seen = [], set()
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path.name}:{i}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SourceError(f"{where}: not JSON ({e})") from None
-        sid, text, labels = row.get("id"), row.get("text"), row.get("labels")
-        if not (isinstance(sid, str) and re.fullmatch(r"h\d{4}", sid)) or sid in seen:
-            raise SourceError(f"{where}: missing, malformed or duplicate id {sid!r}")
-        seen.add(sid)
-        if not isinstance(text, str) or not text.strip():
-            raise SourceError(f"{where}: empty text")
-        if not isinstance(labels, list) or set(labels) - set(LABELS):
-            raise SourceError(f"{where}: unknown labels {labels}")
-        groups.append({"id": f"test-{sid}", "labels": sorted(labels, key=LABELS.index), "text": text.strip()})
-    return groups
+    try:
+        rows = load_sentences(path)
+    except CorpusError as e:
+        raise SourceError(str(e)) from None
+    other = [r["id"] for r in rows if not r["id"].startswith("h")]
+    if other:
+        raise SourceError(f"{path.name}: test sentence ids are h0001, h0002, ..., not {other[:3]}")
+    return [
+        {"id": f"test-{r['id']}", "labels": sorted(r["labels"], key=LABELS.index), "text": r["text"].strip()}
+        for r in rows
+    ]
 
 
 def fill(template: str, values: dict) -> str:
@@ -1000,8 +996,7 @@ def build(args) -> int:
     rows_by_split = {sp: [] for sp in (*SPLITS, RETIRED)}
 
     def add(batch):
-        nonlocal all_keys
-        all_keys |= {norm_key(r["text"]) for r in batch} | {r["text"] for r in batch}
+        all_keys.update({norm_key(r["text"]) for r in batch} | {r["text"] for r in batch})
         for r in batch:
             sp = assign[r["group"]]
             rows_by_split[sp].append(r)
