@@ -8,6 +8,7 @@ lists phrases that cancel any match they cover.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -66,7 +67,6 @@ class Lexicon:
     normalize: Normalizer = field(default_factory=Normalizer)
     _automaton: ahocorasick.Automaton | None = None
     _phonetic: PhoneticIndex | None = None
-    _subcategories: dict[str, Subcategory] = field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path, extra: Iterable[Path] = (), normalizer: Normalizer | None = None) -> Lexicon:
@@ -152,12 +152,12 @@ class Lexicon:
             auto.make_automaton()
         self._automaton = auto if keyed else None
         self._phonetic = PhoneticIndex([(key, entry) for key, items in keyed.items() for entry, _ in items])
-        self._subcategories = {e.sub.code: e.sub for e in self.entries.values()}
 
-    @property
+    @functools.cached_property
     def subcategories(self) -> dict[str, Subcategory]:
-        """Subcategories with at least one entry (built once with the index: every utterance asks)."""
-        return self._subcategories
+        """Subcategories with at least one entry (computed once: every utterance asks, and a
+        lexicon does not change once loaded; an edit loads a new one)."""
+        return {e.sub.code: e.sub for e in self.entries.values()}
 
     def allowed_spans(self, text: str) -> list[tuple[int, int]]:
         """Where the user's allow-listed phrases occur in normalised ``text``."""
