@@ -32,6 +32,12 @@ def near_copies(sentences: list[dict], texts: list[str]) -> list[tuple[str, floa
     return [x for x in near if x[1] >= 0.7]
 
 
+def said_in(splits: tuple[str, ...], asr_files: tuple[str, ...]) -> list[str]:
+    """Every text of these corpus splits, and what was said in every row of these ASR files."""
+    texts = [r["text"] for name in splits for r in read_jsonl(CORPUS / f"{name}.jsonl")]
+    return texts + [r["reference"] for name in asr_files for r in read_jsonl(CORPUS / name)]
+
+
 @pytest.fixture(scope="module")
 def held_out() -> set[str]:
     """Every dev and test phrasing (and the first test split's, set aside): corpus items, and what
@@ -89,12 +95,7 @@ def test_the_test_split_is_sentences_written_for_it_and_only_ever_tested_on():
     by_id = {s["id"]: s for s in said}
     assert all(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
 
-    seen = [r["text"] for name in ("train", "dev", "retired") for r in read_jsonl(CORPUS / f"{name}.jsonl")]
-    seen += [
-        r["reference"]
-        for name in ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl")
-        for r in read_jsonl(CORPUS / name)
-    ]
+    seen = said_in(("train", "dev", "retired"), ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl"))
     seen += [s["text"] for s in read_jsonl(DATA / "fresh" / "sentences.jsonl")]
     assert not near_copies(said, seen)
 
@@ -123,10 +124,7 @@ def test_the_fresh_sentences_copy_nothing_in_the_corpus():
     counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
     assert len(counts) == 17 and min(counts.values()) >= 17  # every label, and harmless talk
 
-    corpus = [r["text"] for name in ("train", "dev", "test") for r in read_jsonl(CORPUS / f"{name}.jsonl")]
-    corpus += [
-        r["reference"]
-        for name in ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl", "asr_test.jsonl")
-        for r in read_jsonl(CORPUS / name)
-    ]
+    corpus = said_in(
+        ("train", "dev", "test"), ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl", "asr_test.jsonl")
+    )
     assert not near_copies(said, corpus)
