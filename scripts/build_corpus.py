@@ -19,7 +19,8 @@ Steps, all deterministic for a given ``--seed``:
    labels get extra test groups until they have enough test items.  The groups this puts in
    test are set aside (``retired.jsonl``, in no split): test is ``data/test/sentences.jsonl``,
    sentences written apart from everything else (the first test split had decided too many
-   changes to stay a test);
+   changes to stay a test; the second, ``data/test2/sentences.jsonl``, was scored twice and
+   then chose between retrained models, so it is set aside too, after the first);
 3. add augmented copies of each item (same group, same split, tagged ``aug``) that imitate
    evasion and noisy text: traditional, separator, pinyin, homophone, numeral, repeat,
    emoji; benign items are augmented exactly like violations;
@@ -52,6 +53,11 @@ DEFAULT_SOURCES = REPO_ROOT / "data" / "sources"
 TRAIN_ONLY = "train_only"  # extra material, always in train (written after the split was fixed)
 DEFAULT_OUT = REPO_ROOT / "data" / "corpus"
 DEFAULT_TEST = REPO_ROOT / "data" / "test" / "sentences.jsonl"  # the test split (load_test_sentences)
+DEFAULT_TEST2 = REPO_ROOT / "data" / "test2" / "sentences.jsonl"  # the second test split, set aside
+DEFAULT_FRESH = REPO_ROOT / "data" / "fresh" / "sentences.jsonl"  # written dev sentences, now trained on
+TRAIN_EXTRA = "train_extra"  # held-out written sentences that train the model since the third test split
+TEST_ID = "k"  # test sentence ids: k0001, k0002, ...
+TEST2_ID = "h"  # the second test split's: h0001, ...
 
 # fmt: off
 LABELS = [
@@ -65,7 +71,8 @@ LABELS = [
 ]
 # fmt: on
 SPLITS = ("train", "dev", "test")
-RETIRED = "retired"  # the first test split's groups: in no split (load_test_sentences)
+RETIRED = "retired"  # the first test split's groups: trained on through train_extra.jsonl
+TEST2 = "test2"  # the second test split: trained on by nothing; picks the fusion settings with dev
 RATIOS = {"train": 0.70, "dev": 0.15, "test": 0.15}
 AUGS = ("none", "traditional", "separator", "pinyin", "homophone", "numeral", "repeat", "emoji")
 
@@ -160,15 +167,17 @@ def load_sources(src_dir: Path, seen: set | None = None) -> list[dict]:
     return groups
 
 
-def load_test_sentences(path: Path) -> list[dict]:
-    """The test split: ``{"id": "h0001", "text", "labels", "writer"}`` rows written for it alone.
+def load_test_sentences(path: Path, prefix: str = TEST_ID) -> list[dict]:
+    """A test split written for it alone: ``{"id": "k0001", "text", "labels", "writer"}`` rows.
 
     The first test split (a share of the groups of ``data/sources/*.yaml``) decided many
     changes, each under a bar written down first, and so was no longer untouched; its groups
-    are set aside (``build``: ``retired.jsonl``, in no split), and the test split is these
-    sentences, written by writers who read none of the project's data, screened for
-    near-copies of every text the project has.  They are also read aloud, so
-    ``make_asr_corpus.load_sentences`` checks them, as it checks every sentence it reads."""
+    are set aside (``build``: ``retired.jsonl``, in no split).  The second (``h`` ids) was
+    scored twice and then chose between retrained models; it is set aside too.  The test
+    split is the third: sentences written by writers who read none of the project's data,
+    screened for near-copies of every text the project has, the earlier test splits
+    included.  They are also read aloud, so ``make_asr_corpus.load_sentences`` checks them,
+    as it checks every sentence it reads."""
     from make_asr_corpus import CorpusError, load_sentences  # scripts/ is on sys.path, as here
 
     if not path.is_file():
@@ -177,13 +186,69 @@ def load_test_sentences(path: Path) -> list[dict]:
         rows = load_sentences(path)
     except CorpusError as e:
         raise SourceError(str(e)) from None
-    other = [r["id"] for r in rows if not r["id"].startswith("h")]
+    other = [r["id"] for r in rows if not r["id"].startswith(prefix)]
     if other:
-        raise SourceError(f"{path.name}: test sentence ids are h0001, h0002, ..., not {other[:3]}")
+        raise SourceError(f"{path}: sentence ids here are {prefix}0001, {prefix}0002, ..., not {other[:3]}")
     return [
         {"id": f"test-{r['id']}", "labels": sorted(r["labels"], key=LABELS.index), "text": r["text"].strip()}
         for r in rows
     ]
+
+
+def train_extra_rows(rows_by_split: dict, first_split: list[dict], args) -> list[dict]:
+    """Written sentences that were held out once and now train the model (``train_extra.jsonl``).
+
+    The first test split (its items, and its ``retired`` rows of ``asr.jsonl`` and
+    ``asr_eval.jsonl``) and ``data/fresh`` (as written, disguised like the corpus, and its
+    transcripts ``data/fresh/asr.jsonl``): sentences by many writers, a third of the benign ones
+    hard negatives, which the sources' own phrasings lacked (the second test split's benign
+    false positives, 5.4%, were mostly the model's, on such lines).  Nothing near a dev or
+    test phrasing (bigram Jaccard >= 0.7) is kept.  Built after everything else, so no split
+    changes; the order is the one the shipped model was trained in."""
+    from make_asr_corpus import CorpusError, load_sentences, read_jsonl
+
+    fresh_asr = args.fresh_sentences.parent / "asr.jsonl"
+    try:
+        fresh = load_sentences(args.fresh_sentences)
+        asr = [
+            r
+            for f in ("asr.jsonl", "asr_eval.jsonl")
+            for r in read_jsonl(args.out / f)
+            if r["split"] == RETIRED
+        ]
+        asr_fresh = read_jsonl(fresh_asr)
+    except CorpusError as e:
+        raise SourceError(str(e)) from None
+    train, dev = rows_by_split["train"], rows_by_split["dev"]
+    test2 = rows_by_split[TEST2]
+    held = BigramIndex([r["text"] for r in dev + test2 + rows_by_split["test"] if r["aug"] == "none"])
+    aug = Augmenter({ch for r in train if r["aug"] == "none" for ch in r["text"] if is_han(ch)})
+    keys = {norm_key(r["text"]) for r in train + dev + test2} | {r["text"] for r in train + dev + test2}
+    rows = first_split + asr
+    for s in fresh:
+        text = whisper_style(s["text"], stable_rng(args.seed, "style", s["id"]))
+        row = {
+            "id": s["id"],
+            "text": text,
+            "labels": s["labels"],
+            "group": s["id"],
+            "aug": "none",
+            "source": "hand",
+        }
+        keys.add(text)
+        rows.append(row)
+        rows += augment(aug, row, keys, args.seed)
+    rows += asr_fresh
+    near = [
+        r
+        for r in rows
+        if r["aug"] in ("none", "asr") and held.nearest(r.get("reference") or r["text"])[0] >= 0.7
+    ]
+    if near:
+        raise SourceError(
+            f"{len(near)} {TRAIN_EXTRA} sentences are near dev or test ones, e.g. {near[0]['text']!r}"
+        )
+    return [{**r, "split": "train"} for r in rows]
 
 
 def fill(template: str, values: dict) -> str:
@@ -882,12 +947,12 @@ def run_checks(rows_by_split, groups, assign) -> list[str]:
             fails.append(f"test: {lab} has {k} items (want >= 25)")
     # leakage: no group in two splits, no text in two splits (the set-aside items count as one)
     where = defaultdict(set)
-    for sp in (*SPLITS, RETIRED):
+    for sp in (*SPLITS, TEST2):
         for r in rows_by_split[sp]:
             where[r["group"]].add(sp)
     fails += [f"group {g} in {sorted(s)}" for g, s in where.items() if len(s) > 1]
     texts = defaultdict(set)
-    for sp in (*SPLITS, RETIRED):
+    for sp in (*SPLITS, TEST2):
         for r in rows_by_split[sp]:
             texts[norm_key(r["text"])].add(sp)
     leaks = [t for t, s in texts.items() if len(s) > 1]
@@ -921,6 +986,7 @@ def build(args) -> int:
     extra_dir = args.sources / TRAIN_ONLY
     extra = load_sources(extra_dir, {g["id"] for g in groups}) if extra_dir.is_dir() else []
     test_groups = load_test_sentences(args.test_sentences)
+    test2_groups = load_test_sentences(args.test2_sentences, TEST2_ID)
     source_report(groups)
 
     # 1. expand, restyle, dedupe (the split groups first, so train-only material never changes them)
@@ -959,28 +1025,34 @@ def build(args) -> int:
     for r in items:
         weight[r["group"]] += mean_aug
     assign = split_groups(groups, weight, args.seed)
-    # the split runs as it always has (train and dev stay byte-identical); its test groups are
-    # set aside, so the shipped model, trained before, is still what this corpus trains
+    # the split runs as it always has (train and dev stay byte-identical); its test groups, the
+    # first test split, join train last, through train_extra.jsonl (train_extra_rows)
     assign = {gid: RETIRED if sp == "test" else sp for gid, sp in assign.items()}
     extra_items = [r for r in items if r["group"] not in assign]
     items = [r for r in items if r["group"] in assign]
     assign.update({g["id"]: "train" for g in extra})
-    test_items = []
-    for g in test_groups:
-        text = whisper_style(g["text"], stable_rng(args.seed, "style", g["id"]))
-        if norm_key(text) in seen:
-            raise SourceError(f"{args.test_sentences.name}: {g['id']} repeats {seen[norm_key(text)]['id']}")
-        row = {
-            "id": g["id"],
-            "text": text,
-            "labels": g["labels"],
-            "group": g["id"],
-            "aug": "none",
-            "source": "hand",
-        }
-        seen[norm_key(text)] = row
-        test_items.append(row)
-        assign[g["id"]] = "test"
+
+    def sentence_items(sentences: list[dict], split: str, path: Path) -> list[dict]:
+        out = []
+        for g in sentences:
+            text = whisper_style(g["text"], stable_rng(args.seed, "style", g["id"]))
+            if norm_key(text) in seen:
+                raise SourceError(f"{path.name}: {g['id']} repeats {seen[norm_key(text)]['id']}")
+            row = {
+                "id": g["id"],
+                "text": text,
+                "labels": g["labels"],
+                "group": g["id"],
+                "aug": "none",
+                "source": "hand",
+            }
+            seen[norm_key(text)] = row
+            out.append(row)
+            assign[g["id"]] = split
+        return out
+
+    test2_items = sentence_items(test2_groups, TEST2, args.test2_sentences)
+    test_items = sentence_items(test_groups, "test", args.test_sentences)
     extra_items, dropped = drop_near_held_out(extra_items, items, assign)
     if extra:
         print(
@@ -993,7 +1065,7 @@ def build(args) -> int:
     han_pool = {ch for r in items for ch in r["text"] if is_han(ch)}
     aug = Augmenter(han_pool)
     all_keys: set[str] = set()
-    rows_by_split = {sp: [] for sp in (*SPLITS, RETIRED)}
+    rows_by_split = {sp: [] for sp in (*SPLITS, RETIRED, TEST2)}
 
     def add(batch):
         all_keys.update({norm_key(r["text"]) for r in batch} | {r["text"] for r in batch})
@@ -1006,29 +1078,38 @@ def build(args) -> int:
     add(extra_items)
     # 3b. ASR-like copies, train only, after the train lines above, so those stay as they were
     rows_by_split["train"] += asr_copies(rows_by_split["train"], all_keys, args.seed)
-    # 3c. the test sentences last, augmented like everything else: train does not depend on them
+    # 3c. the test sentences last (the second test split's, then the test split's), augmented
+    #     like everything else: train does not depend on them
+    add(test2_items)
     add(test_items)
+    # 3d. the first test split's items leave the set-aside file for train_extra.jsonl
+    extra_rows = train_extra_rows(rows_by_split, rows_by_split.pop(RETIRED), args)
 
     # 4. reports, checks, output
     print_tables(rows_by_split)
-    print(f"set aside (the first test split, in no split): {len(rows_by_split[RETIRED])} items")
+    print(f"set aside (the second test split, trained on by nothing): {len(rows_by_split[TEST2])} items")
+    print(f"{TRAIN_EXTRA}: {len(extra_rows)} items (the first test split, data/fresh, their transcripts)")
     near = near_duplicates(rows_by_split)
     print(f"\nnear-duplicates (char-bigram Jaccard >= 0.7) of dev/test phrasings in train: {len(near)}")
     for sp, j, r, t in sorted(near, key=lambda x: -x[1])[:12]:
         print(f"  {sp} {j:.2f} {r['text']}  ~  {t['text']}  [{r['group']} / {t['group']}]")
     fails = run_checks(rows_by_split, groups, assign)
+    held_keys = {norm_key(r["text"]) for sp in ("dev", "test", TEST2) for r in rows_by_split[sp]}
+    leaked = [r["text"] for r in extra_rows if norm_key(r["text"]) in held_keys]
+    if leaked:
+        fails.append(f"{len(leaked)} {TRAIN_EXTRA} texts are dev, test or set-aside texts, e.g. {leaked[:3]}")
     print("\nchecks: " + ("all passed" if not fails else "FAILED"))
     for f in fails:
         print("  - " + f)
 
     if not args.dry_run:
         args.out.mkdir(parents=True, exist_ok=True)
-        for sp in (*SPLITS, RETIRED):
+        for sp, rows in (*rows_by_split.items(), (TRAIN_EXTRA, extra_rows)):
             path = args.out / f"{sp}.jsonl"
             with path.open("w", encoding="utf-8") as fh:
-                for r in rows_by_split[sp]:
+                for r in rows:
                     fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-            print(f"wrote {path.relative_to(REPO_ROOT)} ({len(rows_by_split[sp])} lines)")
+            print(f"wrote {path.relative_to(REPO_ROOT)} ({len(rows)} lines)")
     return 1 if fails else 0
 
 
@@ -1040,6 +1121,12 @@ def main(argv=None) -> int:
     ap.add_argument("--sources", type=Path, default=DEFAULT_SOURCES)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--test-sentences", type=Path, default=DEFAULT_TEST, help="the test split's sentences")
+    ap.add_argument(
+        "--test2-sentences", type=Path, default=DEFAULT_TEST2, help="the second test split's (set aside)"
+    )
+    ap.add_argument(
+        "--fresh-sentences", type=Path, default=DEFAULT_FRESH, help=f"written sentences for {TRAIN_EXTRA}"
+    )
     ap.add_argument("--dry-run", action="store_true", help="print tables and checks only")
     args = ap.parse_args(argv)
     try:

@@ -19,11 +19,13 @@ More train rows: ``pick`` writes ``--sentences`` from the train-only sources (se
 only ever go to train), and ``transcribe --all-train`` puts every row of them in train
 (``data/ASR_CORPUS.md`` gives the commands for ``data/corpus/asr_train.jsonl``).
 Test rows: ``transcribe --all-test`` puts every row in test (the test split's sentences,
-``data/test/sentences.jsonl`` → ``data/corpus/asr_test.jsonl``).  The first test split's rows
-are set aside (``"split": "retired"``, read by no split): its share of ``asr.jsonl``
-(``assign_splits``) and ``asr_eval.jsonl`` (``data/asr_sentences_eval.jsonl``,
-``transcribe --all-retired``).  ``transcribe --all-dev`` puts every row in dev (``data/fresh/sentences.jsonl`` →
-``data/fresh/asr.jsonl``, the set the lexicon and context rules are checked on).
+``data/test/sentences.jsonl`` → ``data/corpus/asr_test.jsonl``).  ``"split": "retired"`` rows
+are read by no split of ``train_classifier.py`` as such: the first test split's share of
+``asr.jsonl`` (``assign_splits``) and ``asr_eval.jsonl`` (``data/asr_sentences_eval.jsonl``,
+``transcribe --all-retired``), which ``build_corpus.py`` copies into ``train_extra.jsonl``, and
+the second test split's ``asr_test2.jsonl`` (``data/test2/sentences.jsonl``), read as test2.
+``transcribe --all-dev`` puts every row in dev (``data/fresh/sentences.jsonl`` →
+``data/fresh/asr.jsonl``; ``build_corpus.py`` copies those into ``train_extra.jsonl`` too).
 
 Options: ``--cache DIR`` (default /work/asr_cache, outside the repository),
 ``--sentences FILE``, ``--limit N`` (first N sentences, for a quick check);
@@ -121,7 +123,7 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
     seen = set()
     for i, row in enumerate(rows, start=1):
         sid, text, labels = row.get("id"), row.get("text"), row.get("labels")
-        if not (isinstance(sid, str) and re.fullmatch(r"[stedh]\d{4}", sid)):
+        if not (isinstance(sid, str) and re.fullmatch(r"[stedhk]\d{4}", sid)):
             raise CorpusError(f"{path}:{i}: bad id {sid!r}")
         if sid in seen:
             raise CorpusError(f"{path}:{i}: duplicate id {sid}")
@@ -137,9 +139,9 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
 
 def sentence_rng(sid: str, salt: int) -> np.random.Generator:
     """An RNG that depends only on the sentence id (so --limit runs agree with full runs)."""
-    # picked train-only (t0001), evaluation (e0001), fresh (d0001) and test (h0001) sentences
-    # must not replay s0001's draws
-    salt += {"t": 100, "e": 200, "d": 300, "h": 400}.get(sid[0], 0)
+    # picked train-only (t0001), evaluation (e0001), fresh (d0001), second test split (h0001) and
+    # test (k0001) sentences must not replay s0001's draws
+    salt += {"t": 100, "e": 200, "d": 300, "h": 400, "k": 500}.get(sid[0], 0)
     return np.random.default_rng([SEED, salt, int(sid[1:])])
 
 
@@ -378,10 +380,10 @@ def assign_splits(sentences: list[dict]) -> dict[str, str]:
     the stratum has three or more), the rest to train. Both versions of a sentence share
     its split, so no sentence leaks across splits.
 
-    The ~15% this puts in test are set aside (``"split": "retired"``, in no split): the test
-    split is ``data/test/sentences.jsonl`` read aloud (``transcribe --all-test``), written when
-    the first test split was retired.  The draw itself is unchanged, so train and dev stay the
-    same."""
+    The ~15% this puts in test are marked ``"split": "retired"``: the first test split's, which
+    train the model through ``train_extra.jsonl`` (``build_corpus.py``); the test split is
+    ``data/test/sentences.jsonl`` read aloud (``transcribe --all-test``).  The draw itself is
+    unchanged, so train and dev stay the same."""
     strata: dict[str, list[str]] = defaultdict(list)
     for s in sentences:
         strata[s["labels"][0] if s["labels"] else "benign"].append(s["id"])

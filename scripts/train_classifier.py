@@ -6,8 +6,11 @@
     .venv/bin/python scripts/train_classifier.py --extra review_export.jsonl   # add moderator decisions
 
 Data: ``data/corpus/{train,dev,test}.jsonl`` plus the ASR files ``asr.jsonl``,
-``asr_train.jsonl`` (all train), ``asr_eval.jsonl`` (set aside, ``retired``) and
-``asr_test.jsonl`` (all test), whose lines each carry their ``split``; JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch and the
+``asr_train.jsonl`` (all train), ``asr_eval.jsonl`` and ``asr_test.jsonl`` (all test), whose
+lines each carry their ``split``, then ``train_extra.jsonl`` (written sentences once held out,
+now train: the first test split, whose ASR rows are marked ``retired``, and ``data/fresh``);
+JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch; dev and ``test2``
+(the second test split, ``test2.jsonl`` + ``asr_test2.jsonl``, trained on by nothing) pick the
 fusion thresholds; the test split is only scored at the end, never used to tune.  The model
 reads normalised text plus its pinyin (see ``pipeline/classify/model.py``).  Deterministic for
 a given seed and thread count.  Writes the model folder, ``training.json`` with the metrics,
@@ -47,19 +50,25 @@ from pipeline.evaluate import format_scores, read_jsonl, recall_by_aug, score_la
 
 # made by make_asr_corpus.py; every row carries its split
 ASR_FILES = ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl", "asr_test.jsonl")
+TRAIN_EXTRA = "train_extra.jsonl"  # build_corpus.py: held-out written sentences, now train
+TEST2 = ("test2.jsonl", "asr_test2.jsonl")  # the second test split: tunes the fusion with dev
 
 
 def load_splits(data: Path, extra: list[Path]) -> dict[str, list[dict]]:
+    """train, dev, test and test2 rows; train ends with train_extra.jsonl and ``extra``."""
     splits = {name: read_jsonl(data / f"{name}.jsonl") for name in ("train", "dev", "test")}
     for name in ASR_FILES:
         asr = data / name
         if asr.is_file():
             for row in read_jsonl(asr):
                 split = row.get("split", "train")
-                if split != "retired":  # the first test split's rows: in no split
+                if split != "retired":  # the first test split's rows: train_extra.jsonl has them
                     splits[split].append(row)
+    if (data / TRAIN_EXTRA).is_file():
+        splits["train"] += read_jsonl(data / TRAIN_EXTRA)
     for path in extra:
         splits["train"] += read_jsonl(path)
+    splits["test2"] = [row for name in TEST2 if (data / name).is_file() for row in read_jsonl(data / name)]
     for name, rows in splits.items():
         for row in rows:
             bad = set(row.get("labels", [])) - set(CODES)
@@ -402,14 +411,17 @@ def _digest(weights: Path, splits: dict) -> str:
     return h.hexdigest()[:8]
 
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # for a model-only flag
-AGREEMENTS = (0.05, 0.1, 0.2, 0.3)  # what every reader must give for a model-only flag
-FPR_CAP = 0.04  # the most benign false positives on dev that the fusion tuning accepts (target: 5% on test)
+THRESHOLDS = (0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # for a model-only flag
+AGREEMENTS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)  # what every reader must give for a model-only flag
+# the most benign false positives on dev + test2 that the fusion tuning accepts (target: 5% on
+# test).  test2 was written like test, by writers who read none of the project's data, so half a
+# point of margin; with dev alone (phrasings like train's) it was a point and still too little
+FPR_CAP = 0.045
 
 
 def tune_and_test(out: Path, data: Path, info: dict, agree: float | None) -> dict:
-    """Pick the fusion thresholds on dev (and the agreement, unless given), then score test once:
-    model alone, lexicon alone, fused."""
+    """Pick the fusion thresholds on dev + test2 (and the agreement, unless given), then score
+    test once: model alone, lexicon alone, fused."""
     from pipeline.classify.classifier import Classifier
     from pipeline.config import ClassifierConfig
 
@@ -422,10 +434,12 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None) -> dic
     def run(clf, rows):
         return [{lab.code for lab in r.labels} for r in clf.classify_many([x["text"] for x in rows])]
 
-    dev = [x["text"] for x in splits["dev"]]
+    tune_rows = splits["dev"] + splits["test2"]
+    dev = [x["text"] for x in tune_rows]
     norms = [fused.normalize(t) for t in dev]
     scores = fused.model.predict_with_agreement([n.text for n in norms])  # once, not per setting
-    gold_dev = gold(splits["dev"])
+    gold_dev = gold(tune_rows)
+    parts = ((0, len(splits["dev"])), (len(splits["dev"]), len(tune_rows)))
     best = None
     agreements = AGREEMENTS if agree is None else (agree,)
     for thr, veto, ag in itertools.product(THRESHOLDS, (0.02, 0.05, 0.1, 0.2), agreements):
@@ -437,11 +451,12 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None) -> dic
             for t, n, (p, a) in zip(dev, norms, scores, strict=True)
         ]
         s = score_labels(gold_dev, pred)
-        # the best macro-F1 that keeps benign false positives on dev at or under FPR_CAP:
-        # unseen phrasings (test) have run up to a point above dev: a point of margin under 5%
-        key = (s["fpr"] <= FPR_CAP, s["macro_f1"] - max(0.0, s["fpr"] - FPR_CAP))
+        # the best macro-F1 over both that keeps benign false positives at or under FPR_CAP in
+        # each: pooled, dev's lower rate would hide test2's, and test2 is the one written like test
+        fpr = max(score_labels(gold_dev[a:b], pred[a:b])["fpr"] for a, b in parts)
+        key = (fpr <= FPR_CAP, s["macro_f1"] - max(0.0, fpr - FPR_CAP))
         if best is None or key > best[0]:
-            best = (key, thr, veto, ag, s["macro_f1"], s["fpr"])
+            best = (key, thr, veto, ag, s["macro_f1"], fpr)
     _, thr, veto, agree, dev_f1, dev_fpr = best
     fused.config = ClassifierConfig(
         model_dir=out, model_threshold=thr, model_agreement=agree, model_veto=veto
@@ -471,11 +486,14 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None) -> dic
             "model_threshold": thr,
             "model_agreement": agree,
             "model_veto": veto,
-            "dev_macro_f1": dev_f1,
-            "dev_fpr": dev_fpr,
+            "tuned_on": f"dev + test2 ({len(tune_rows)} utterances)",
+            "tune_macro_f1": dev_f1,
+            "tune_fpr": dev_fpr,  # the higher of dev's and test2's
         },
         "test": results,
         "test_size": len(test),
+        # train as trained (with any --extra); the held-out sets as scored now
+        "sizes": {**info.get("sizes", {}), **{k: len(splits[k]) for k in ("dev", "test2", "test")}},
     }
 
 
@@ -557,25 +575,29 @@ lexicon and context rules.  A lexicon label gains score when the model agrees; a
 only by sound is dropped when the model gives it less than `model_veto`; the model alone
 raises a label (evidence kind `model`) from `model_threshold`, when every one of its readers
 (characters, Whisper embeddings, n-grams) gives at least `model_agreement`: none of them may be
-sure the utterance is harmless.  All three were picked on the dev split, best macro-F1 with dev
-FPR at most {FPR_CAP:.0%}: model_threshold = {info["fusion"]["model_threshold"]},
+sure the utterance is harmless.  All three were picked on {info["fusion"]["tuned_on"]}, the dev
+split and the second test split, which nothing is trained on: best macro-F1 with FPR at most
+{FPR_CAP:.1%} in each: model_threshold = {info["fusion"]["model_threshold"]},
 model_agreement = {info["fusion"].get("model_agreement", 0.0)},
-model_veto = {info["fusion"]["model_veto"]} (dev macro-F1 {info["fusion"]["dev_macro_f1"]:.3f},
-dev FPR {info["fusion"]["dev_fpr"]:.3f}).
+model_veto = {info["fusion"]["model_veto"]} (macro-F1 {info["fusion"]["tune_macro_f1"]:.3f} over both,
+FPR {info["fusion"]["tune_fpr"]:.3f} in the one with more).
 
 ## Data
 
 `data/corpus/` (see `data/README.md`): hand-written livestream utterances and templates,
 augmented with the evasions streamers use (traditional characters, separators, pinyin and
 letters, homophones, numerals, repeats, emoji), and `data/corpus/asr.jsonl`,
-`asr_train.jsonl` (train and dev rows; the first test split's rows, marked `retired`, are in
-no split) and `asr_test.jsonl` (test rows only):
+`asr_train.jsonl` (train and dev rows) and `asr_test.jsonl` (test rows only):
 labelled sentences spoken by an offline TTS, degraded (noise, music, phone band, speed) and
 transcribed by the pipeline's own Whisper (see `data/ASR_CORPUS.md`).  Train and dev are split
-by group (a template or sentence family and all its rewrites stay in one split).  The test split
-is `data/test/sentences.jsonl`: sentences written for it alone by writers who read none of the
+by group (a template or sentence family and all its rewrites stay in one split).  Train ends
+with `train_extra.jsonl`: sentences by many writers that were held out once (the first test
+split and `data/fresh`, as written, disguised and transcribed).  The test split is
+`data/test/sentences.jsonl`: sentences written for it alone by writers who read none of the
 project's data, screened for near-copies of every other text, as written, disguised like the
-rest and read aloud.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"]["dev"]}, test {info["test_size"]}.
+rest and read aloud; the second test split (`test2.jsonl`, `asr_test2.jsonl`), written the same
+way and trained on by nothing, tunes the fusion with dev.  Sizes: train {info["sizes"]["train"]},
+dev {info["sizes"]["dev"]}, test2 {info["sizes"].get("test2", 0)}, test {info["test_size"]}.
 
 ## Held-out test split ({info["test_size"]} utterances, never trained on, no threshold picked on it)
 
