@@ -276,6 +276,24 @@ def test_the_model_flags_what_no_lexicon_entry_names_and_says_so(text, code):
     assert [name for name, _, _ in fused.model.readers] == ["semantic", "ngram"]
 
 
+def test_a_model_only_flag_is_scored_on_the_lexicon_scale():
+    """A model-only flag's score maps the model's probability from model_threshold to 1 onto 0.5
+    to 1, so every violation scores at least 0.5 and ``min_score`` filters model-only flags as it
+    filters the rest; the probability itself is in the evidence."""
+    text = "私信我发你色情视频。福利资源免费看。"  # off-platform by the model alone, p about 0.42
+    loose = Classifier(ClassifierConfig(model_threshold=0.2, model_agreement=0.0))
+    label = next(lab for lab in loose.classify(text).labels if lab.code == "fraud.off_platform")
+    (ev,) = label.evidence
+    p = float(ev.detail.removeprefix("p="))
+    assert ev.kind == "model" and 0.2 <= p < 0.5
+    assert label.score == pytest.approx(0.5 + 0.5 * (p - 0.2) / 0.8, abs=1e-3) and label.score >= 0.5
+    strict = Classifier(
+        ClassifierConfig(model_threshold=0.2, model_agreement=0.0, min_score=label.score + 0.01)
+    )
+    assert "fraud.off_platform" not in codes(strict, text)
+    assert "vulgar.sexual" in codes(strict, text)  # the lexicon's strong label stays
+
+
 def test_a_model_only_flag_needs_every_reader_to_agree():
     """What fusion compares with model_agreement is the least convinced reader's probability:
     one reader sure that a line is harmless stops a model-only flag."""

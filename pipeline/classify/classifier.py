@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline.classify.lexicon import Lexicon, LexiconError, Match
 from pipeline.classify.model import TextModel
 from pipeline.classify.normalize import Normalizer, VariantTable
-from pipeline.classify.rules import RULES, suppressing_rule
+from pipeline.classify.rules import suppressing_rule
 from pipeline.config import ClassifierConfig
 from pipeline.records import Evidence, Label, Transcript, Violation
 
@@ -138,9 +138,12 @@ class Classifier:
         scores = self.model.predict_with_agreement([n.text for n in norms])
         return [self._fuse(t, n, p, a) for t, n, (p, a) in zip(texts, norms, scores, strict=True)]
 
-    def _lexicon(self, text: str, norm) -> tuple[dict[str, list[tuple[Match, Evidence]]], list]:
+    def _lexicon(self, text: str, norm) -> tuple[dict[str, list[tuple[Match, Evidence]]], list, set[str]]:
+        """Matches by subcategory code, the ones a context rule cancelled (with the rule), and
+        the categories of those."""
         by_code: dict[str, list[tuple[Match, Evidence]]] = {}
         suppressed: list[tuple[Evidence, str]] = []
+        context: set[str] = set()
         for m in _longest_first(self.lexicon.matches(norm.text, norm.contiguous)):
             a, b = norm.original_span(m.start, m.end)
             kind, detail = EVIDENCE_KIND[m.kind]
@@ -153,9 +156,10 @@ class Classifier:
             rule = suppressing_rule(norm.text, m.start, m.end, self.config.negation_window, term)
             if rule:
                 suppressed.append((ev, rule))
+                context.add(m.entry.sub.category)
             else:
                 by_code.setdefault(m.entry.sub.code, []).append((m, ev))
-        return by_code, suppressed
+        return by_code, suppressed, context
 
     def _fuse(
         self, text: str, norm, probs: dict[str, float] | None, agree: dict[str, float] | None = None
@@ -167,7 +171,7 @@ class Classifier:
         veto = c.model_veto if c.model_veto is not None else fusion.get("model_veto", 0.05)
         threshold = c.model_threshold if c.model_threshold is not None else fusion.get("model_threshold", 0.7)
         agreement = c.model_agreement if c.model_agreement is not None else fusion.get("model_agreement", 0.0)
-        by_code, suppressed = self._lexicon(text, norm)
+        by_code, suppressed, context = self._lexicon(text, norm)
         for code in list(by_code):  # short near matches need the model's word (SHORT_NEAR_CONFIRM)
             if probs is None or probs.get(code, 0.0) < SHORT_NEAR_CONFIRM:
                 suppressed += [(ev, "unconfirmed_sound") for m, ev in by_code[code] if short_near(m)]
@@ -194,10 +198,10 @@ class Classifier:
             if score >= c.min_score:
                 sub = items[0][0].entry.sub
                 labels.append(Label(sub.category, sub.name, score, sub.severity, sub.basis, evidence))
-        # the model alone does not overrule the context rules: in an utterance where a match was
-        # negated, reported or warned against, it raises nothing of its own unless it and every
-        # reader are sure (model_overrule)
-        context = any(rule in RULES or rule == "negation_inside" for _, rule in suppressed)
+        # the model alone does not overrule the context rules: in an utterance where a match of a
+        # category was negated, reported or warned against, it raises nothing of that category
+        # unless it and every reader are sure (model_overrule).  Other categories are the model's
+        # to judge: 不用再打胰岛素 negates a sale of insulin, not the efficacy claim around it
         # nor where the user declared a phrase of the utterance harmless (an allow-list entry)
         allowed = [norm.original_span(a, b) for a, b in self.lexicon.allowed_spans(norm.text)]
         for code, p in (probs or {}).items():
@@ -205,16 +209,28 @@ class Classifier:
                 if agree is not None and agree.get(code, p) < agreement:
                     continue  # one reader is sure it is harmless: the model alone does not flag it
                 sure = c.model_overrule is not None and min(p, (agree or {}).get(code, p)) >= c.model_overrule
-                if context and not sure:
+                if subs[code].category in context and not sure:
                     continue
                 if allowed:
                     a, b = allowed[0]
                     ev = Evidence(match=text[a:b], span=(a, b), rule=self.model.version, kind="model")
                     suppressed.append((ev, "allow_list"))
                     continue
+                # on the lexicon's scale, where 0.5 is the line (min_score's default): the model's
+                # probability from model_threshold to 1 maps onto 0.5 to 1, so min_score filters
+                # model-only flags as it filters the rest; the probability itself is the detail
+                score = 0.5 + 0.5 * (p - threshold) / (1.0 - threshold) if threshold < 1 else 1.0
+                if score < c.min_score:
+                    continue
                 sub = subs[code]
-                ev = Evidence(match=text, span=(0, len(text)), rule=self.model.version, kind="model")
-                labels.append(Label(sub.category, sub.name, p, sub.severity, sub.basis, (ev,)))
+                ev = Evidence(
+                    match=text,
+                    span=(0, len(text)),
+                    rule=self.model.version,
+                    kind="model",
+                    detail=f"p={p:.3f}",
+                )
+                labels.append(Label(sub.category, sub.name, score, sub.severity, sub.basis, (ev,)))
         labels.sort(key=lambda lab: -lab.score)
         return Classification(text, tuple(labels), tuple(suppressed))
 
