@@ -435,11 +435,11 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None) -> dic
         return [{lab.code for lab in r.labels} for r in clf.classify_many([x["text"] for x in rows])]
 
     tune_rows = splits["dev"] + splits["test2"]
-    dev = [x["text"] for x in tune_rows]
-    norms = [fused.normalize(t) for t in dev]
+    texts = [x["text"] for x in tune_rows]
+    norms = [fused.normalize(t) for t in texts]
     scores = fused.model.predict_with_agreement([n.text for n in norms])  # once, not per setting
-    gold_dev = gold(tune_rows)
-    parts = ((0, len(splits["dev"])), (len(splits["dev"]), len(tune_rows)))
+    gold_tune = gold(tune_rows)
+    parts = ((0, len(splits["dev"])), (len(splits["dev"]), len(tune_rows)))  # dev, test2
     best = None
     agreements = AGREEMENTS if agree is None else (agree,)
     for thr, veto, ag in itertools.product(THRESHOLDS, (0.02, 0.05, 0.1, 0.2), agreements):
@@ -448,16 +448,16 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None) -> dic
         )
         pred = [
             {lab.code for lab in fused._fuse(t, n, p, a).labels}
-            for t, n, (p, a) in zip(dev, norms, scores, strict=True)
+            for t, n, (p, a) in zip(texts, norms, scores, strict=True)
         ]
-        s = score_labels(gold_dev, pred)
+        s = score_labels(gold_tune, pred)
         # the best macro-F1 over both that keeps benign false positives at or under FPR_CAP in
         # each: pooled, dev's lower rate would hide test2's, and test2 is the one written like test
-        fpr = max(score_labels(gold_dev[a:b], pred[a:b])["fpr"] for a, b in parts)
+        fpr = max(score_labels(gold_tune[a:b], pred[a:b])["fpr"] for a, b in parts)
         key = (fpr <= FPR_CAP, s["macro_f1"] - max(0.0, fpr - FPR_CAP))
         if best is None or key > best[0]:
             best = (key, thr, veto, ag, s["macro_f1"], fpr)
-    _, thr, veto, agree, dev_f1, dev_fpr = best
+    _, thr, veto, agree, tune_f1, tune_fpr = best
     fused.config = ClassifierConfig(
         model_dir=out, model_threshold=thr, model_agreement=agree, model_veto=veto
     )
@@ -487,8 +487,8 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None) -> dic
             "model_agreement": agree,
             "model_veto": veto,
             "tuned_on": f"dev + test2 ({len(tune_rows)} utterances)",
-            "tune_macro_f1": dev_f1,
-            "tune_fpr": dev_fpr,  # the higher of dev's and test2's
+            "tune_macro_f1": tune_f1,
+            "tune_fpr": tune_fpr,  # the higher of dev's and test2's
         },
         "test": results,
         "test_size": len(test),
