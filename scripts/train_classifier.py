@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the livemod text classifier (multi-label over the violation subcategories).
 
-    .venv/bin/python scripts/train_classifier.py                      # from scratch, ~10 min on 2 cores
+    .venv/bin/python scripts/train_classifier.py                      # from scratch, ~14 min on 2 cores
     .venv/bin/python scripts/train_classifier.py --base-model ~/bert-base-chinese --lr 3e-5
     .venv/bin/python scripts/train_classifier.py --extra review_export.jsonl   # add moderator decisions
 
