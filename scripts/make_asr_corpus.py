@@ -600,7 +600,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where.add_argument(
         "--all-retired",
         action="store_true",
-        help="transcribe: every row set aside, in no split (the first test split's sentences)",
+        help="transcribe: every row marked retired, read by no split as such (asr_eval.jsonl, asr_test2.jsonl)",
     )
     ap.add_argument(
         "--versions", type=int, default=VERSIONS_PER_SENTENCE, help="synth: degraded versions per sentence"

@@ -201,8 +201,8 @@ class Classifier:
         # the model alone does not overrule the context rules: in an utterance where a match of a
         # category was negated, reported or warned against, it raises nothing of that category
         # unless it and every reader are sure (model_overrule).  Other categories are the model's
-        # to judge: 不用再打胰岛素 negates a sale of insulin, not the efficacy claim around it
-        # nor where the user declared a phrase of the utterance harmless (an allow-list entry)
+        # to judge: 不用再打胰岛素 negates a sale of insulin, not the efficacy claim around it.
+        # Nor does it flag where a phrase of the utterance is declared harmless (an allow-list entry)
         allowed = [norm.original_span(a, b) for a, b in self.lexicon.allowed_spans(norm.text)]
         for code, p in (probs or {}).items():
             if code not in by_code and p >= threshold and code in subs:
