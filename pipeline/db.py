@@ -122,13 +122,25 @@ def _redact(url: str) -> str:
     return head + sep + tail
 
 
+def _causes(exc: BaseException | None):
+    """``exc`` and what it was raised from or while handling: a server that kills the connection
+    during a pipelined write shows as psycopg's "cannot exit pipeline mode while busy", raised
+    while handling the AdminShutdown ("terminating connection ...") that says what happened."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, OperationalError):
-        msg = str(exc.orig).lower()
+        msgs = [str(e).lower() for e in _causes(exc.orig)]
         return any(
             s in msg
+            for msg in msgs
             for s in (
                 "database is locked",
                 "database is busy",
@@ -139,6 +151,9 @@ def _retryable(exc: Exception) -> bool:
                 "connection is closed",
                 "consuming input failed",
                 "ssl syscall",
+                # psycopg, when the server dropped the connection in the middle of a pipelined
+                # write: the ROLLBACK on the way out cannot even be sent
+                "cannot exit pipeline mode",
             )
         )
     return False

@@ -14,8 +14,9 @@ import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
-from pipeline.db import database_url, make_engine
+from pipeline.db import DatabaseError, database_url, make_engine, transaction
 from pipeline.records import Evidence, Label, Transcript, Utterance, Violation
 from pipeline.sinks import Database
 from tests.conftest import CLIP
@@ -117,6 +118,49 @@ def concurrent_writers(target: str, workers: int = 4, batches: int = 25, per_bat
     ids = db.rows("SELECT id FROM violations")
     assert len({r["id"] for r in ids}) == expected
     db.close()
+
+
+def _dropped_mid_pipeline(last: str) -> OperationalError:
+    """What SQLAlchemy raises when PostgreSQL kills the connection during a pipelined write:
+    psycopg's AdminShutdown, then, while handling it, ``last`` (the ROLLBACK that cannot be sent)."""
+    try:
+        try:
+            raise RuntimeError("terminating connection due to administrator command")
+        except RuntimeError:
+            raise RuntimeError(last)  # noqa: B904 - chained implicitly, as psycopg's is
+    except RuntimeError as orig:
+        return OperationalError("ROLLBACK", {}, orig)
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        "sending query failed: cannot exit pipeline mode while busy",  # its own words
+        "PQsendQuery not allowed here",  # only the exception it was raised while handling says why
+    ],
+)
+def test_a_write_cut_off_mid_pipeline_is_retried(tmp_path, last):
+    """CI once lost a write this way (test_dropped_postgres_connections_lose_and_duplicate_nothing):
+    the retry must look past the last error to the dropped connection behind it."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    calls = []
+
+    def work(conn):
+        calls.append(1)
+        if len(calls) == 1:
+            raise _dropped_mid_pipeline(last)
+        return "written"
+
+    assert transaction(engine, work) == "written" and len(calls) == 2
+
+    def bad_sql(conn):
+        calls.append(1)
+        raise OperationalError("SELEC 1", {}, RuntimeError("syntax error at or near SELEC"))
+
+    calls.clear()
+    with pytest.raises(DatabaseError, match="after 1 tries: syntax error"):  # not a dropped connection
+        transaction(engine, bad_sql)
+    assert len(calls) == 1
 
 
 def test_concurrent_writers_on_sqlite(tmp_path):
