@@ -6,12 +6,13 @@
     .venv/bin/python scripts/train_classifier.py --extra review_export.jsonl   # add moderator decisions
 
 Data: ``data/corpus/{train,dev,test}.jsonl`` plus the ASR files ``asr.jsonl``,
-``asr_train.jsonl`` (all train), ``asr_eval.jsonl`` and ``asr_test.jsonl`` (all test), whose
-lines each carry their ``split``, then ``train_extra.jsonl`` (written sentences once held out,
-now train: the first test split, whose ASR rows are marked ``retired``, and ``data/fresh``);
-JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch; dev and ``test2``
-(the second test split, ``test2.jsonl`` + ``asr_test2.jsonl``, trained on by nothing) pick the
-fusion thresholds; the test split is only scored at the end, never used to tune.  The model
+``asr_train.jsonl`` (all train), ``asr_eval.jsonl`` (``retired``) and ``asr_test.jsonl`` (all
+test), whose lines each carry their ``split``, then ``train_extra.jsonl`` (written sentences once
+held out, now train: the first test split, whose ASR rows are marked ``retired``, and
+``data/fresh``); JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch; dev
+and ``test2`` (the second test split, ``test2.jsonl`` + ``asr_test2.jsonl``, trained on by
+nothing) pick the fusion thresholds; the test split is only scored at the end, never used to
+tune.  The third test split (``data/test3``, ``asr_test3.jsonl``) is read by nothing here.  The model
 reads normalised text plus its pinyin (see ``pipeline/classify/model.py``).  Deterministic for
 a given seed and thread count.  Writes the model folder, ``training.json`` with the metrics,
 and the model card ``README.md`` beside it.

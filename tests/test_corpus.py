@@ -81,7 +81,7 @@ def test_the_test_split_is_sentences_written_for_it_and_only_ever_tested_on():
     (train and everything added to it, dev, every sentence read aloud for them, and the two
     earlier test splits)."""
     said = read_jsonl(DATA / "test" / "sentences.jsonl")
-    assert all(s["id"].startswith("k") for s in said)
+    assert all(s["id"].startswith("m") for s in said)
     counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
     assert len(counts) == 17 and min(counts.values()) >= 23  # every label, and harmless talk
     assert counts["benign"] >= len(said) * 0.45
@@ -100,8 +100,9 @@ def test_the_test_split_is_sentences_written_for_it_and_only_ever_tested_on():
 
     seen = said_in(
         ("train", "train_extra", "dev", "test2"),
-        ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl", "asr_test2.jsonl"),
+        ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl", "asr_test2.jsonl", "asr_test3.jsonl"),
     )
+    seen += [s["text"] for s in read_jsonl(DATA / "test3" / "sentences.jsonl")]
     assert not near_copies(said, seen)
 
 
@@ -117,6 +118,18 @@ def test_the_second_test_split_is_trained_on_by_nothing():
     assert sorted(r["reference"] for r in rows) == sorted(s["text"] for s in said)
     texts = {plain(r["text"]) for r in test2 + rows}
     for name in ("train", "train_extra", "dev", "test"):
+        assert not texts & {plain(r["text"]) for r in read_jsonl(CORPUS / f"{name}.jsonl")}
+
+
+def test_the_third_test_split_is_trained_on_by_nothing():
+    """The third test split was scored once; it is set aside, in no file the model trains on."""
+    said = read_jsonl(DATA / "test3" / "sentences.jsonl")
+    assert len(said) == 745 and all(s["id"].startswith("k") for s in said)
+    rows = read_jsonl(CORPUS / "asr_test3.jsonl")
+    assert {r["split"] for r in rows} == {"retired"}  # read by no split of train_classifier
+    assert sorted(r["reference"] for r in rows) == sorted(s["text"] for s in said)
+    texts = {plain(t) for s in said for t in (s["text"],)} | {plain(r["text"]) for r in rows}
+    for name in ("train", "train_extra", "dev", "test", "test2"):
         assert not texts & {plain(r["text"]) for r in read_jsonl(CORPUS / f"{name}.jsonl")}
 
 
