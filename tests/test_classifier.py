@@ -165,6 +165,23 @@ def test_user_lexicon_adds_disables_and_allows(tmp_path):
     }
 
 
+def test_an_allow_listed_phrase_counts_when_misheard_in_other_characters(tmp_path):
+    """Whisper writes the sound of an allow-listed phrase in whatever characters fit (支持专闺验货
+    for 支持专柜验货): every syllable the phrase's counts as the phrase; one other syllable, or a
+    phrase of three characters, does not."""
+    user = tmp_path / "mine.yaml"
+    user.write_text("allow: [阿莫西林胶囊说明书, 安眠药]\n", encoding="utf-8")
+    clf = Classifier(ClassifierConfig(user_lexicons=[user], model_dir=None))
+    assert codes(clf, "阿莫西林胶囊说明书") == set()
+    assert codes(clf, "这是阿莫西林胶囊说明树") == set()  # 树 and 书 are both shu
+    assert "banned_product.prescription_drug" in codes(clf, "这是阿莫西林胶囊说明会")  # hui, not shu
+    assert codes(clf, "有安眠药，私聊") == set()
+    assert "banned_product.prescription_drug" in codes(clf, "有安棉药，私聊")  # 3 characters: spelled only
+    lexicon = clf.lexicon
+    assert lexicon.allowed_spans("都是正品支持专闺验货") == [(4, 10)]  # the shipped allow list
+    assert lexicon.allowed_spans("都是正品支持专柜验收") == []
+
+
 def test_broken_lexicon_is_a_clear_error(tmp_path):
     (tmp_path / "x.yaml").write_text(
         "category: fraud\nsubcategories:\n  phishing:\n    severity: high\n    basis: x\n", encoding="utf-8"

@@ -3,7 +3,9 @@
 Each file covers one category (see ``models/lexicon/README.md`` for the schema).  Users add
 their own files (``classifier.user_lexicons``): entries with a new id add terms, entries with
 an existing id replace them, ``disable: [id, ...]`` removes entries, and ``allow: [phrase, ...]``
-lists phrases that cancel any match they cover.
+lists phrases that cancel any match they cover, as spelled or as heard (an allow-listed phrase
+of four or more characters also counts where its syllables are said in other characters:
+Whisper's 支持专闺验货 is the allow-listed 支持专柜验货).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import yaml
 from pipeline.classify.normalize import Normalizer
 from pipeline.classify.phonetic import PhoneticIndex
 from pipeline.classify.taxonomy import CATEGORIES, SEVERITIES
+
+ALLOW_BY_SOUND_MIN = 4  # shorter allow-listed phrases count only as spelled: too many sound alike
 
 
 class LexiconError(ValueError):
@@ -67,6 +71,7 @@ class Lexicon:
     normalize: Normalizer = field(default_factory=Normalizer)
     _automaton: ahocorasick.Automaton | None = None
     _phonetic: PhoneticIndex | None = None
+    _allow_sound: PhoneticIndex | None = None
 
     @classmethod
     def load(cls, folder: Path, extra: Iterable[Path] = (), normalizer: Normalizer | None = None) -> Lexicon:
@@ -152,6 +157,8 @@ class Lexicon:
             auto.make_automaton()
         self._automaton = auto if keyed else None
         self._phonetic = PhoneticIndex([(key, entry) for key, items in keyed.items() for entry, _ in items])
+        heard = [(a, a) for a in self.allow if len(a) >= ALLOW_BY_SOUND_MIN]
+        self._allow_sound = PhoneticIndex(heard, near_min_syllables=None) if heard else None
 
     @functools.cached_property
     def subcategories(self) -> dict[str, Subcategory]:
@@ -160,8 +167,15 @@ class Lexicon:
         return {e.sub.code: e.sub for e in self.entries.values()}
 
     def allowed_spans(self, text: str) -> list[tuple[int, int]]:
-        """Where the user's allow-listed phrases occur in normalised ``text``."""
-        return [span for a in self.allow for span in _spans(text, a)]
+        """Where the allow-listed phrases occur in normalised ``text``: as spelled, or (four
+        characters or more) with every syllable as the phrase's, toneless (not fuzzy, not near)."""
+        spans = [span for a in self.allow for span in _spans(text, a)]
+        if self._allow_sound is not None:
+            hits = self._allow_sound.find(text)
+            spans += [
+                (h.start, h.end) for h in hits if h.kind == "phonetic" and (h.start, h.end) not in spans
+            ]
+        return spans
 
     def matches(self, text: str, contiguous=lambda start, end: True) -> Iterator[Match]:
         """All matches in normalised ``text``, spelled or by sound, that pass exceptions,

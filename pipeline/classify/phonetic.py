@@ -51,11 +51,13 @@ def _split_pinyin(run: str) -> list[str] | None:
 
 
 @functools.lru_cache(maxsize=256)  # a batch's worth: the same utterance is heard up to three times
+@functools.lru_cache(maxsize=64)
 def sounds(text: str) -> tuple[tuple[str, int, int], ...]:
     """Syllables of ``text`` with the character span each covers.  A run of latin letters
     that spells pinyin (weixin, wei xin once spaces are gone) becomes its syllables, so
-    evaders who write Chinese words in pinyin are heard like everyone else.  The model's
-    character and n-gram readers hear each utterance of a batch one after the other."""
+    evaders who write Chinese words in pinyin are heard like everyone else.  The lexicon hears
+    an utterance three times in a row (terms, then allow-listed phrases twice), so the last few
+    are remembered; the model's readers hear a whole batch before that, and pay again."""
     sy = syllables(text)
     out: list[tuple[str, int, int]] = []
     i = 0
@@ -114,7 +116,8 @@ class PhoneticHit:
 class PhoneticIndex:
     """Aho-Corasick over pinyin keys: terms in, hits with character offsets out."""
 
-    def __init__(self, terms: list[tuple[str, object]], near_min_syllables: int = 3) -> None:
+    def __init__(self, terms: list[tuple[str, object]], near_min_syllables: int | None = 3) -> None:
+        """``near_min_syllables``: terms this long are also found with one wrong syllable (None: never)."""
         self._exact = ahocorasick.Automaton()
         self._fuzzy = ahocorasick.Automaton()
         self._halves = ahocorasick.Automaton()
@@ -128,7 +131,7 @@ class PhoneticIndex:
             fz = [fuzzy(s) for s in sy]
             exact.setdefault(_key(sy), []).append((len(sy), payload))
             fuzz.setdefault(_key(fz), []).append((len(fz), payload))
-            if len(fz) >= near_min_syllables:
+            if near_min_syllables is not None and len(fz) >= near_min_syllables:
                 k = len(fz) // 2
                 # one wrong syllable leaves one half intact: find halves, then verify the whole
                 halves.setdefault(_key(fz[:k]), []).append((0, fz, payload))
