@@ -158,7 +158,7 @@ class Lexicon:
         self._automaton = auto if keyed else None
         self._phonetic = PhoneticIndex([(key, entry) for key, items in keyed.items() for entry, _ in items])
         heard = [(a, a) for a in self.allow if len(a) >= ALLOW_BY_SOUND_MIN]
-        self._allow_sound = PhoneticIndex(heard, near_min_syllables=None) if heard else None
+        self._allow_sound = PhoneticIndex(heard, near_min_syllables=None, by_fuzzy=False) if heard else None
 
     @functools.cached_property
     def subcategories(self) -> dict[str, Subcategory]:

@@ -116,8 +116,12 @@ class PhoneticHit:
 class PhoneticIndex:
     """Aho-Corasick over pinyin keys: terms in, hits with character offsets out."""
 
-    def __init__(self, terms: list[tuple[str, object]], near_min_syllables: int | None = 3) -> None:
-        """``near_min_syllables``: terms this long are also found with one wrong syllable (None: never)."""
+    def __init__(
+        self, terms: list[tuple[str, object]], near_min_syllables: int | None = 3, by_fuzzy: bool = True
+    ) -> None:
+        """``by_fuzzy``: also find terms by fuzzy pinyin; ``near_min_syllables``: terms this long
+        are also found with one wrong syllable (None: never).  Without both, only by toneless
+        pinyin, every syllable the term's."""
         self._exact = ahocorasick.Automaton()
         self._fuzzy = ahocorasick.Automaton()
         self._halves = ahocorasick.Automaton()
@@ -130,7 +134,8 @@ class PhoneticIndex:
             sy = syllables(term)
             fz = [fuzzy(s) for s in sy]
             exact.setdefault(_key(sy), []).append((len(sy), payload))
-            fuzz.setdefault(_key(fz), []).append((len(fz), payload))
+            if by_fuzzy:
+                fuzz.setdefault(_key(fz), []).append((len(fz), payload))
             if near_min_syllables is not None and len(fz) >= near_min_syllables:
                 k = len(fz) // 2
                 # one wrong syllable leaves one half intact: find halves, then verify the whole
@@ -147,7 +152,7 @@ class PhoneticIndex:
         """Terms heard in ``text``; hit offsets are character offsets into ``text``."""
         heard = sounds(text)
         sy = [s for s, _, _ in heard]
-        fz = [fuzzy(s) for s in sy]
+        fz = [fuzzy(s) for s in sy] if self._has["fuzzy"] or self._has["halves"] else []
         spans: dict[tuple[int, int], tuple[object, str]] = {}  # syllable span → (payload, kind)
         for kind, auto, seq in (("phonetic", self._exact, sy), ("fuzzy", self._fuzzy, fz)):
             if not self._has["exact" if kind == "phonetic" else "fuzzy"]:
