@@ -51,13 +51,11 @@ def _split_pinyin(run: str) -> list[str] | None:
 
 
 @functools.lru_cache(maxsize=256)  # a batch's worth: the same utterance is heard up to three times
-@functools.lru_cache(maxsize=64)
 def sounds(text: str) -> tuple[tuple[str, int, int], ...]:
     """Syllables of ``text`` with the character span each covers.  A run of latin letters
     that spells pinyin (weixin, wei xin once spaces are gone) becomes its syllables, so
-    evaders who write Chinese words in pinyin are heard like everyone else.  The lexicon hears
-    an utterance three times in a row (terms, then allow-listed phrases twice), so the last few
-    are remembered; the model's readers hear a whole batch before that, and pay again."""
+    evaders who write Chinese words in pinyin are heard like everyone else.  The model's
+    character and n-gram readers hear each utterance of a batch one after the other."""
     sy = syllables(text)
     out: list[tuple[str, int, int]] = []
     i = 0
