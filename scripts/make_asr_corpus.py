@@ -23,7 +23,8 @@ Test rows: ``transcribe --all-test`` puts every row in test (the test split's se
 are read by no split of ``train_classifier.py`` as such: the first test split's share of
 ``asr.jsonl`` (``assign_splits``) and ``asr_eval.jsonl`` (``data/asr_sentences_eval.jsonl``,
 ``transcribe --all-retired``), which ``build_corpus.py`` copies into ``train_extra.jsonl``, and
-the second test split's ``asr_test2.jsonl`` (``data/test2/sentences.jsonl``), read as test2.
+the second test split's ``asr_test2.jsonl`` (``data/test2/sentences.jsonl``), read as test2,
+and the third's ``asr_test3.jsonl`` (``data/test3/sentences.jsonl``), read by nothing.
 ``transcribe --all-dev`` puts every row in dev (``data/fresh/sentences.jsonl`` →
 ``data/fresh/asr.jsonl``; ``build_corpus.py`` copies those into ``train_extra.jsonl`` too).
 
@@ -123,7 +124,7 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
     seen = set()
     for i, row in enumerate(rows, start=1):
         sid, text, labels = row.get("id"), row.get("text"), row.get("labels")
-        if not (isinstance(sid, str) and re.fullmatch(r"[stedhkm]\d{4}", sid)):
+        if not (isinstance(sid, str) and re.fullmatch(r"[stedhkmn]\d{4}", sid)):
             raise CorpusError(f"{path}:{i}: bad id {sid!r}")
         if sid in seen:
             raise CorpusError(f"{path}:{i}: duplicate id {sid}")
@@ -140,8 +141,8 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
 def sentence_rng(sid: str, salt: int) -> np.random.Generator:
     """An RNG that depends only on the sentence id (so --limit runs agree with full runs)."""
     # picked train-only (t0001), evaluation (e0001), fresh (d0001), second and third test split
-    # (h0001, k0001) and test (m0001) sentences must not replay s0001's draws
-    salt += {"t": 100, "e": 200, "d": 300, "h": 400, "k": 500, "m": 600}.get(sid[0], 0)
+    # (h0001, k0001), test (m0001) and next test split (n0001) sentences must not replay s0001's
+    salt += {"t": 100, "e": 200, "d": 300, "h": 400, "k": 500, "m": 600, "n": 700}.get(sid[0], 0)
     return np.random.default_rng([SEED, salt, int(sid[1:])])
 
 
