@@ -176,8 +176,8 @@ def fault_clean_ray(fault_inputs, tmp_path_factory, ray_session) -> Path:
 
 @pytest.fixture(scope="session")
 def fault_clean(fault_inputs, tmp_path_factory) -> Path:
-    """What a run with nothing going wrong leaves (in this process, without Ray: the Ray runner
-    gives the same records)."""
+    """What a run with nothing going wrong leaves, in this process, without Ray (the tests of
+    runs without Ray compare with it; the Ray runner's is ``fault_clean_ray``)."""
     from compare import SMALL_WINDOWS
 
     from pipeline.cli import main
