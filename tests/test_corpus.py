@@ -154,6 +154,11 @@ def test_the_next_test_split_is_sealed():
     )
     seen += [s["text"] for name in ("test", "test3") for s in read_jsonl(DATA / name / "sentences.jsonl")]
     assert not near_copies(said, seen)
+    rows = read_jsonl(DATA / "next_test" / "asr.jsonl")  # each read aloud once, for when it is scored
+    assert {r["split"] for r in rows} == {"test"}
+    by_id = {s["id"]: s for s in said}
+    assert sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
+    assert all(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
 
 
 def test_the_first_test_split_and_the_fresh_sentences_train_the_model():
