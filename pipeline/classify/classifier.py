@@ -138,13 +138,15 @@ class Classifier:
         scores = self.model.predict_with_agreement([n.text for n in norms])
         return [self._fuse(t, n, p, a) for t, n, (p, a) in zip(texts, norms, scores, strict=True)]
 
-    def _lexicon(self, text: str, norm) -> tuple[dict[str, list[tuple[Match, Evidence]]], list, set[str]]:
+    def _lexicon(
+        self, text: str, norm, allowed: list[tuple[int, int]]
+    ) -> tuple[dict[str, list[tuple[Match, Evidence]]], list, set[str]]:
         """Matches by subcategory code, the ones a context rule cancelled (with the rule), and
         the categories of those."""
         by_code: dict[str, list[tuple[Match, Evidence]]] = {}
         suppressed: list[tuple[Evidence, str]] = []
         context: set[str] = set()
-        for m in _longest_first(self.lexicon.matches(norm.text, norm.contiguous)):
+        for m in _longest_first(self.lexicon.matches(norm.text, norm.contiguous, allowed)):
             a, b = norm.original_span(m.start, m.end)
             kind, detail = EVIDENCE_KIND[m.kind]
             if kind == "exact" and text[a:b] != m.entry.term:
@@ -171,7 +173,8 @@ class Classifier:
         veto = c.model_veto if c.model_veto is not None else fusion.get("model_veto", 0.05)
         threshold = c.model_threshold if c.model_threshold is not None else fusion.get("model_threshold", 0.7)
         agreement = c.model_agreement if c.model_agreement is not None else fusion.get("model_agreement", 0.0)
-        by_code, suppressed, context = self._lexicon(text, norm)
+        allowed_norm = self.lexicon.allowed_spans(norm.text)  # once: the lexicon and the model both ask
+        by_code, suppressed, context = self._lexicon(text, norm, allowed_norm)
         for code in list(by_code):  # short near matches need the model's word (SHORT_NEAR_CONFIRM)
             if probs is None or probs.get(code, 0.0) < SHORT_NEAR_CONFIRM:
                 suppressed += [(ev, "unconfirmed_sound") for m, ev in by_code[code] if short_near(m)]
@@ -203,7 +206,7 @@ class Classifier:
         # unless it and every reader are sure (model_overrule).  Other categories are the model's
         # to judge: 不用再打胰岛素 negates a sale of insulin, not the efficacy claim around it.
         # Nor does it flag where a phrase of the utterance is declared harmless (an allow-list entry)
-        allowed = [norm.original_span(a, b) for a, b in self.lexicon.allowed_spans(norm.text)]
+        allowed = [norm.original_span(a, b) for a, b in allowed_norm]
         for code, p in (probs or {}).items():
             if code not in by_code and p >= threshold and code in subs:
                 if agree is not None and agree.get(code, p) < agreement:

@@ -172,12 +172,10 @@ class Lexicon:
         spans = [span for a in self.allow for span in _spans(text, a)]
         if self._allow_sound is not None:
             hits = self._allow_sound.find(text)
-            spans += [
-                (h.start, h.end) for h in hits if h.kind == "phonetic" and (h.start, h.end) not in spans
-            ]
+            spans += [(h.start, h.end) for h in hits if (h.start, h.end) not in spans]
         return spans
 
-    def matches(self, text: str, contiguous=lambda start, end: True) -> Iterator[Match]:
+    def matches(self, text: str, contiguous=lambda start, end: True, allowed=None) -> Iterator[Match]:
         """All matches in normalised ``text``, spelled or by sound, that pass exceptions,
         requirements and allow-lists.  A span matched by spelling is not matched again by sound,
         and a match by sound must be ``contiguous`` in the original (a sound that only appears
@@ -191,7 +189,7 @@ class Lexicon:
         for hit in self._phonetic.find(text):
             if (hit.start, hit.end, hit.payload.id) not in spelled and contiguous(hit.start, hit.end):
                 found.append(Match(hit.start, hit.end, hit.payload, hit.kind))
-        allowed = self.allowed_spans(text)
+        allowed = self.allowed_spans(text) if allowed is None else allowed  # the caller's, if it has them
         for m in found:
             if any(a <= m.start and m.end <= b for a, b in allowed):
                 continue
