@@ -100,6 +100,11 @@ def test_traditional_characters(clf):
         ("私信问电子烟的，平台禁止卖，我们也不碰", "refused_after"),
         ("你说的安眠药我可不卖", "refused_after"),
         ("有宝宝私信要我微信，真的不方便给，售后请找平台客服", "refused_after"),
+        # the warning after the thing (read in the fourth test split's false alarms)
+        ("要是有人私信找你要银行卡号和验证码，千万别给", "condemned"),
+        ("公屏有人发收益翻倍的链接，已经踢了，别点", "condemned"),
+        ("那种一比一复刻的包是侵权的，别贪便宜", "condemned"),
+        ("我妈信了稳赚不赔的理财，钱到现在没追回来", "debunked"),
     ],
 )
 def test_context_rules_suppress_and_say_why(clf, text, rule):
@@ -126,6 +131,7 @@ def test_context_rules_suppress_and_say_why(clf, text, rule):
         ("电击器我们一律不卖给未成年人，成年人直接拍", "banned_product.weapon"),  # a condition, no refusal
         ("这个高仿包背出去没人知道是假的", "banned_product.counterfeit"),  # a fake that passes
         ("艾司唑仑想要的直接拍，不查处方", "banned_product.prescription_drug"),  # 查处 is no seizure here
+        ("别给别人说，私下转账给我再便宜五十", "fraud.off_platform"),  # secrecy, not 千万别给
     ],
 )
 def test_context_rules_do_not_swallow_real_offers(clf, text, code):
@@ -182,6 +188,25 @@ def test_an_allow_listed_phrase_counts_when_misheard_in_other_characters(tmp_pat
     assert lexicon.allowed_spans("都是正品支持专柜验收") == []
 
 
+@pytest.mark.parametrize(
+    "text, fabricated",
+    [
+        ("原价一千二，今天一百二带走", True),  # a tenth of the reference price: a made-up reference
+        ("吊牌价三千六，今天只要三百六", True),
+        ("原价一百九十九，今天直播间一百二十九", False),  # an ordinary discount
+        ("原价199，今晚到手价129，还送小样", False),
+        ("原价都是编的，今天随便卖", None),  # no prices to compare: other entries judge it
+    ],
+)
+def test_a_reference_price_counts_only_for_an_implausible_cut(clf, text, fabricated):
+    """``max_price_ratio`` (0.3 on 原价/吊牌价 with today's price): the evidence names the entry
+    only where today's price is under three tenths of the reference."""
+    rules = {ev.rule for lab in clf.classify(text).labels for ev in lab.evidence}
+    if fabricated is not None:
+        assert ("fc.price.yuanjiaxianjia" in rules) is fabricated
+        assert fabricated <= ("false_claim.price_fraud" in codes(clf, text))
+
+
 def test_broken_lexicon_is_a_clear_error(tmp_path):
     (tmp_path / "x.yaml").write_text(
         "category: fraud\nsubcategories:\n  phishing:\n    severity: high\n    basis: x\n", encoding="utf-8"
@@ -193,6 +218,13 @@ def test_broken_lexicon_is_a_clear_error(tmp_path):
         encoding="utf-8",
     )
     with pytest.raises(LexiconError, match="severity"):
+        Lexicon.load(tmp_path)
+    (tmp_path / "x.yaml").write_text(
+        "category: false_claim\nsubcategories:\n  price_fraud:\n    severity: medium\n    basis: x\n"
+        "    entries:\n      - {id: a, term: 原价, max_price_ratio: 3}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(LexiconError, match="max_price_ratio"):
         Lexicon.load(tmp_path)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import ahocorasick
 import yaml
 
+from pipeline.classify.amounts import price_ratio
 from pipeline.classify.normalize import Normalizer
 from pipeline.classify.phonetic import PhoneticIndex
 from pipeline.classify.taxonomy import CATEGORIES, SEVERITIES
@@ -51,6 +52,7 @@ class Entry:
     variants: tuple[str, ...] = ()
     exceptions: tuple[str, ...] = ()
     requires_any: tuple[str, ...] = ()
+    max_price_ratio: float | None = None  # a reference price counts only for a cut this deep or deeper
     weight: float = 1.0
     source: str = ""  # file it came from
 
@@ -137,6 +139,7 @@ class Lexicon:
                 variants=tuple(str(v) for v in item.get("variants") or ()),
                 exceptions=tuple(self.normalize(str(v)).text for v in item.get("exceptions") or ()),
                 requires_any=tuple(self.normalize(str(v)).text for v in item.get("requires_any") or ()),
+                max_price_ratio=_ratio(item.get("max_price_ratio"), f"{where}.entries[{k}].max_price_ratio"),
                 weight=weight,
                 source=path.name,
             )
@@ -197,7 +200,25 @@ class Lexicon:
                 continue
             if m.entry.requires_any and not any(w in text for w in m.entry.requires_any):
                 continue
+            if m.entry.max_price_ratio is not None:
+                ratio = price_ratio(text, m.end)
+                if ratio is not None and ratio > m.entry.max_price_ratio:
+                    continue  # 原价一百九十九，今天一百二十九: an ordinary discount
             yield m
+
+
+def _ratio(value, where: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        ratio = -1.0
+    if not 0 < ratio < 1:
+        raise LexiconError(
+            f"{where}: must be a number between 0 and 1 (today's price over the reference), got {value!r}"
+        )
+    return ratio
 
 
 def _spans(text: str, needle: str) -> list[tuple[int, int]]:
