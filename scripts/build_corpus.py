@@ -18,7 +18,8 @@ Steps, all deterministic for a given ``--seed``:
    negatives are strata of their own) so every label has groups in every split; small
    labels get extra test groups until they have enough test items.  The groups this puts in
    test, the first test split, which decided too many changes to stay a test, train the model
-   last (``train_extra.jsonl``, with ``data/fresh``): test is ``data/test/sentences.jsonl``,
+   last (``train_extra.jsonl``, with ``data/fresh`` and the third test split,
+   ``data/test3/sentences.jsonl``, scored once): test is ``data/test/sentences.jsonl``,
    sentences written apart from everything else; the second test split,
    ``data/test2/sentences.jsonl``, scored twice and then used to choose between retrained
    models, is set aside (``test2.jsonl``, trained on by nothing); the third,
@@ -56,10 +57,14 @@ TRAIN_ONLY = "train_only"  # extra material, always in train (written after the 
 DEFAULT_OUT = REPO_ROOT / "data" / "corpus"
 DEFAULT_TEST = REPO_ROOT / "data" / "test" / "sentences.jsonl"  # the test split (load_test_sentences)
 DEFAULT_TEST2 = REPO_ROOT / "data" / "test2" / "sentences.jsonl"  # the second test split, set aside
+DEFAULT_TEST4 = REPO_ROOT / "data" / "test4" / "sentences.jsonl"  # the fourth test split, set aside
 DEFAULT_FRESH = REPO_ROOT / "data" / "fresh" / "sentences.jsonl"  # written dev sentences, now trained on
+DEFAULT_TEST3 = REPO_ROOT / "data" / "test3" / "sentences.jsonl"  # the third test split, now trained on
 TRAIN_EXTRA = "train_extra"  # held-out written sentences that train the model since the third test split
-TEST_ID = "m"  # test sentence ids: m0001, m0002, ... (the third test split's were k0001, ...)
+TEST_ID = "n"  # test sentence ids: n0001, n0002, ... (the fifth test split)
 TEST2_ID = "h"  # the second test split's: h0001, ...
+TEST3_ID = "k"  # the third test split's: k0001, ... (scored once, trained on since the fourth)
+TEST4_ID = "m"  # the fourth test split's: m0001, ... (scored once, then tunes the fusion)
 
 # fmt: off
 LABELS = [
@@ -73,11 +78,14 @@ LABELS = [
 ]
 # fmt: on
 SPLITS = ("train", "dev", "test")
-# rows train_classifier.py trains on (train.jsonl, train_extra.jsonl, the ASR files' train rows):
-# 10 epochs of the shipped model's 48,723 took 11.9 minutes on 2 cores, 13.9 in all
-MAX_TRAINED = 50_000
+# rows train_classifier.py trains on (train.jsonl, train_extra.jsonl, the ASR files' train rows).
+# Batches of like lengths (train_classifier.length_batches) made an epoch of 51,192 rows 1.23
+# minutes on a slow 2-core machine (1.47 in random batches), so 10 epochs of this many fit in 13
+MAX_TRAINED = 56_000
 RETIRED = "retired"  # the first test split's groups: trained on through train_extra.jsonl
 TEST2 = "test2"  # the second test split: trained on by nothing; picks the fusion settings with dev
+TEST4 = "test4"  # the fourth test split: trained on by nothing; picks the fusion settings too
+SET_ASIDE = (TEST2, TEST4)
 RATIOS = {"train": 0.70, "dev": 0.15, "test": 0.15}
 AUGS = ("none", "traditional", "separator", "pinyin", "homophone", "numeral", "repeat", "emoji")
 
@@ -179,8 +187,8 @@ def load_test_sentences(path: Path, prefix: str = TEST_ID) -> list[dict]:
     changes, each under a bar written down first, and so was no longer untouched; its groups
     train the model now (``train_extra_rows``).  The second (``h`` ids) was scored twice and
     then chose between retrained models; it is set aside (``test2.jsonl``).  The third (``k``
-    ids, ``data/test3``) was scored once and is set aside too, read by nothing here.  The test
-    split is the fourth: sentences written by writers who read none of the project's data,
+    ids, ``data/test3``) was scored once and trains the model now.  The test split is the
+    fourth: sentences written by writers who read none of the project's data,
     screened for near-copies of every text the project has, the earlier test splits
     included.  They are also read aloud, so ``make_asr_corpus.load_sentences`` checks them,
     as it checks every sentence it reads."""
@@ -212,38 +220,42 @@ def train_extra_rows(rows_by_split: dict, first_split: list[dict], args) -> list
     """Written sentences that were held out once and now train the model (``train_extra.jsonl``).
 
     The first test split (its items, and its ``retired`` rows of ``asr.jsonl`` and
-    ``asr_eval.jsonl``) and ``data/fresh`` (as written, disguised like the corpus, and its
-    transcripts ``data/fresh/asr.jsonl``): sentences by many writers, a third of the benign ones
-    hard negatives, which the sources' own phrasings lacked (the second test split's benign
-    false positives, 5.4%, were mostly the model's, on such lines).  Nothing near a dev or
-    test phrasing (bigram Jaccard >= 0.7) is kept.  Built after everything else, so no split
-    changes; the order is the one the shipped model was trained in."""
+    ``asr_eval.jsonl``), then two batches of sentences written apart from the corpus, each as
+    written, disguised like the corpus, and read aloud: ``data/fresh`` (transcripts
+    ``data/fresh/asr.jsonl``) and the third test split, scored once (``data/test3``, transcripts
+    ``asr_test3.jsonl``): sentences by many writers, a third of the benign ones hard negatives,
+    which the sources' own phrasings lacked (the second test split's benign false positives,
+    5.4%, were mostly the model's, on such lines).  Nothing near a dev or test phrasing (bigram
+    Jaccard >= 0.7) is kept.  Built after everything else, so no split changes; each batch
+    comes after the ones trained on before it."""
     from make_asr_corpus import CorpusError, load_sentences, read_jsonl
 
-    fresh_asr = args.fresh_sentences.parent / "asr.jsonl"
     try:
-        fresh = load_sentences(args.fresh_sentences)
         asr = [
             r
             for f in ("asr.jsonl", "asr_eval.jsonl")
             for r in read_jsonl(args.out / f)
             if r["split"] == RETIRED
         ]
-        asr_fresh = read_jsonl(fresh_asr)
+        batches = [
+            (load_sentences(args.fresh_sentences), read_jsonl(args.fresh_sentences.parent / "asr.jsonl")),
+            (load_sentences(args.test3_sentences), read_jsonl(args.out / "asr_test3.jsonl")),
+        ]
     except CorpusError as e:
         raise SourceError(str(e)) from None
     train, dev = rows_by_split["train"], rows_by_split["dev"]
-    test2 = rows_by_split[TEST2]
+    test2 = rows_by_split[TEST2] + rows_by_split[TEST4]  # both set aside
     held = BigramIndex([r["text"] for r in dev + test2 + rows_by_split["test"] if r["aug"] == "none"])
     aug = Augmenter({ch for r in train if r["aug"] == "none" for ch in r["text"] if is_han(ch)})
     keys = {norm_key(r["text"]) for r in train + dev + test2} | {r["text"] for r in train + dev + test2}
     rows = first_split + asr
-    for s in fresh:
-        row = written_item(s["id"], s["text"], s["labels"], args.seed)
-        keys.add(row["text"])
-        rows.append(row)
-        rows += augment(aug, row, keys, args.seed)
-    rows += asr_fresh
+    for sentences, transcripts in batches:
+        for s in sentences:
+            row = written_item(s["id"], s["text"], s["labels"], args.seed)
+            keys.add(row["text"])
+            rows.append(row)
+            rows += augment(aug, row, keys, args.seed)
+        rows += transcripts
     near = [
         r
         for r in rows
@@ -886,7 +898,7 @@ def near_duplicates(rows_by_split, threshold=0.7):
     train = [r for r in rows_by_split["train"] if r["aug"] == "none"]
     index = BigramIndex([r["text"] for r in train])
     found = []
-    for sp in ("dev", "test"):
+    for sp in ("dev", "test", *SET_ASIDE):
         for r in rows_by_split[sp]:
             if r["aug"] != "none":
                 continue
@@ -956,12 +968,12 @@ def run_checks(rows_by_split, groups, assign, extra_rows=(), asr_train=0) -> lis
             fails.append(f"test: {lab} has {k} items (want >= 25)")
     # leakage: no group in two splits, no text in two splits (the set-aside items count as one)
     where = defaultdict(set)
-    for sp in (*SPLITS, TEST2):
+    for sp in (*SPLITS, *SET_ASIDE):
         for r in rows_by_split[sp]:
             where[r["group"]].add(sp)
     fails += [f"group {g} in {sorted(s)}" for g, s in where.items() if len(s) > 1]
     texts = defaultdict(set)
-    for sp, rows in (*((sp, rows_by_split[sp]) for sp in (*SPLITS, TEST2)), ("train", extra_rows)):
+    for sp, rows in (*((sp, rows_by_split[sp]) for sp in (*SPLITS, *SET_ASIDE)), ("train", extra_rows)):
         for r in rows:
             texts[norm_key(r["text"])].add(sp)
     leaks = [t for t, s in texts.items() if len(s) > 1]
@@ -996,6 +1008,7 @@ def build(args) -> int:
     extra = load_sources(extra_dir, {g["id"] for g in groups}) if extra_dir.is_dir() else []
     test_groups = load_test_sentences(args.test_sentences)
     test2_groups = load_test_sentences(args.test2_sentences, TEST2_ID)
+    test4_groups = load_test_sentences(args.test4_sentences, TEST4_ID)
     source_report(groups)
 
     # 1. expand, restyle, dedupe (the split groups first, so train-only material never changes them)
@@ -1054,6 +1067,7 @@ def build(args) -> int:
         return out
 
     test2_items = sentence_items(test2_groups, TEST2, args.test2_sentences)
+    test4_items = sentence_items(test4_groups, TEST4, args.test4_sentences)
     test_items = sentence_items(test_groups, "test", args.test_sentences)
     extra_items, dropped = drop_near_held_out(extra_items, items, assign)
     if extra:
@@ -1067,7 +1081,7 @@ def build(args) -> int:
     han_pool = {ch for r in items for ch in r["text"] if is_han(ch)}
     aug = Augmenter(han_pool)
     all_keys: set[str] = set()
-    rows_by_split = {sp: [] for sp in (*SPLITS, RETIRED, TEST2)}
+    rows_by_split = {sp: [] for sp in (*SPLITS, RETIRED, *SET_ASIDE)}
 
     def add(batch):
         all_keys.update({norm_key(r["text"]) for r in batch} | {r["text"] for r in batch})
@@ -1080,17 +1094,23 @@ def build(args) -> int:
     add(extra_items)
     # 3b. ASR-like copies, train only, after the train lines above, so those stay as they were
     rows_by_split["train"] += asr_copies(rows_by_split["train"], all_keys, args.seed)
-    # 3c. the test sentences last (the second test split's, then the test split's), augmented
-    #     like everything else: train does not depend on them
+    # 3c. the test sentences last (the second and fourth test splits', then the test split's),
+    #     augmented like everything else: train does not depend on them
     add(test2_items)
+    add(test4_items)
     add(test_items)
     # 3d. the first test split's items leave the set-aside file for train_extra.jsonl
     extra_rows = train_extra_rows(rows_by_split, rows_by_split.pop(RETIRED), args)
 
     # 4. reports, checks, output
     print_tables(rows_by_split)
-    print(f"set aside (the second test split, trained on by nothing): {len(rows_by_split[TEST2])} items")
-    print(f"{TRAIN_EXTRA}: {len(extra_rows)} items (the first test split, data/fresh, their transcripts)")
+    print(
+        f"set aside (the second and fourth test splits, trained on by nothing): {len(rows_by_split[TEST2])} "
+        f"and {len(rows_by_split[TEST4])} items"
+    )
+    print(
+        f"{TRAIN_EXTRA}: {len(extra_rows)} items (the first and third test splits, data/fresh, transcripts)"
+    )
     near = near_duplicates(rows_by_split)
     print(f"\nnear-duplicates (char-bigram Jaccard >= 0.7) of dev/test phrasings in train: {len(near)}")
     for sp, j, r, t in sorted(near, key=lambda x: -x[1])[:12]:
@@ -1133,6 +1153,15 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--fresh-sentences", type=Path, default=DEFAULT_FRESH, help=f"written sentences for {TRAIN_EXTRA}"
+    )
+    ap.add_argument(
+        "--test4-sentences", type=Path, default=DEFAULT_TEST4, help="the fourth test split's (set aside)"
+    )
+    ap.add_argument(
+        "--test3-sentences",
+        type=Path,
+        default=DEFAULT_TEST3,
+        help=f"the third test split's sentences (scored once), for {TRAIN_EXTRA}",
     )
     ap.add_argument("--dry-run", action="store_true", help="print tables and checks only")
     args = ap.parse_args(argv)
