@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.classify.classifier import Classifier
 from pipeline.classify.normalize import Normalizer, VariantTable
-from pipeline.classify.phonetic import sounds
+from pipeline.classify.phonetic import PhoneticIndex, sounds, syllables
 from pipeline.config import ClassifierConfig, load_config
 
 
@@ -53,6 +53,30 @@ def test_pinyin_runs_are_heard_as_syllables():
     assert [s for s, _, _ in sounds("加weixin")] == ["jia", "wei", "xin"]
     assert [(a, b) for _, a, b in sounds("加weixin")] == [(0, 1), (1, 4), (4, 7)]
     assert [s for s, _, _ in sounds("ok吗")] == ["o", "k", "ma"]
+
+
+def test_syllables_read_each_word_as_pypinyin_reads_the_whole_text():
+    from pypinyin import lazy_pinyin
+
+    # 银行 hang, 行走 xing, 长大 zhang, 长城 chang: a word's reading is the word's own
+    for text in ["我在银行工作", "他行走在路上", "长大了去长城", "加weixin号", "ok吗", "1号2号"]:
+        assert syllables(text) == lazy_pinyin(text, errors=lambda chunk: list(chunk)), text
+
+
+def test_one_wrong_syllable_is_heard_anywhere_in_a_term():
+    index = PhoneticIndex([("降压药", "drug"), ("包治百病", "claim")])
+    for said, term in [
+        ("家压药", "drug"),
+        ("降以药", "drug"),
+        ("降压有", "drug"),
+        ("猫治百病", "claim"),
+        ("包吃百病", "claim"),
+        ("包治百灵", "claim"),
+    ]:
+        hits = [(h.start, h.end, h.payload, h.kind) for h in index.find("说" + said + "了")]
+        assert hits == [(1, 1 + len(said), term, "near")], said
+    hits = index.find("家压药和包吃百病")  # in the order they are heard
+    assert [(h.start, h.payload) for h in hits] == [(0, "drug"), (4, "claim")]
 
 
 @pytest.mark.parametrize(

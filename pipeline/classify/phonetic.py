@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import ahocorasick
 from pypinyin import lazy_pinyin
+from pypinyin.seg.simpleseg import seg as pinyin_words
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 ANY_SYLLABLE_FROM = 5  # in terms this long, one wrong syllable need not even sound similar
@@ -24,11 +25,22 @@ _INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"), ("f", "h"))
 
 
 def syllables(text: str) -> list[str]:
-    """One toneless pinyin syllable per character (other characters stand for themselves)."""
-    out = lazy_pinyin(text, errors=lambda chunk: list(chunk))
+    """One toneless pinyin syllable per character (other characters stand for themselves).
+
+    ``lazy_pinyin(text)`` cuts ``text`` into words (runs of other characters, and words of its
+    phrase dictionary or single characters within runs of Chinese) and reads each word on its
+    own; the words are read here one by one, each once (``_word_syllables``), with the same
+    result: most of an utterance's words were heard in earlier ones."""
+    out = [syl for word in pinyin_words(text) for syl in _word_syllables(word)]
     if len(out) != len(text):  # pypinyin merged something unexpected: fall back to per char
         out = [lazy_pinyin(ch, errors=lambda c: list(c))[0] for ch in text]
     return out
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _word_syllables(word: str) -> tuple[str, ...]:
+    """pypinyin's reading of one of its words (cut as it cuts them, so it reads it whole)."""
+    return tuple(lazy_pinyin(word, errors=lambda chunk: list(chunk)))
 
 
 @functools.cache
@@ -99,8 +111,37 @@ def similar(a: str, b: str) -> bool:
     return (ia == ib and ia != "") or a[len(ia) :] == b[len(ib) :]
 
 
-def _key(sylls: list[str]) -> str:
+def _key(sylls: list[str] | tuple[str, ...]) -> str:
     return "|" + "|".join(sylls) + "|"
+
+
+def _positions(seq: tuple[str, ...]) -> tuple[str, dict[int, int]]:
+    """The key string of ``seq``, and for each closing '|' the number of syllables before it."""
+    key = _key(seq)
+    ends: dict[int, int] = {}
+    pos = 0
+    for i, s in enumerate(seq):
+        pos += 1 + len(s)
+        ends[pos] = i + 1  # key[pos] is the '|' closing syllable i, where a match can end
+    return key, ends
+
+
+class Heard:
+    """One text's syllables, toneless and fuzzy, with their key strings (``_positions``):
+    worked out once per text (``heard``) for every index that listens to it, the lexicon's and
+    the allow list's."""
+
+    def __init__(self, text: str) -> None:
+        self.sounds = sounds(text)  # (syllable, start, end) as ``sounds`` gives them
+        self.toneless = tuple(s for s, _, _ in self.sounds)
+        self.fuzzy = tuple(fuzzy(s) for s in self.toneless)
+        self.toneless_key = _positions(self.toneless)
+        self.fuzzy_key = _positions(self.fuzzy)
+
+
+@functools.lru_cache(maxsize=256)  # as ``sounds``: a batch's worth
+def heard(text: str) -> Heard:
+    return Heard(text)
 
 
 @dataclass(frozen=True)
@@ -111,8 +152,30 @@ class PhoneticHit:
     kind: str  # phonetic | fuzzy | near
 
 
+@dataclass(frozen=True)
+class _NearTerm:
+    """A term findable with one wrong syllable.  ``rank``: its place among such terms, times two
+    (see ``PhoneticIndex._near``)."""
+
+    fuzzy: tuple[str, ...]
+    payload: object
+    rank: int
+
+
 class PhoneticIndex:
-    """Aho-Corasick over pinyin keys: terms in, hits with character offsets out."""
+    """Aho-Corasick over pinyin keys: terms in, hits with character offsets out.
+
+    Spelled by sound (``phonetic``, ``fuzzy``): one automaton each over '|'-joined syllables.
+    One wrong syllable (``near``) leaves one half of the term intact.  For terms of four or more
+    syllables an automaton over their halves finds the intact half, then the whole is checked.
+    A three-syllable term has a one-syllable half, and a one-syllable key is heard everywhere;
+    instead each of its three pairs (the syllables kept when the first, middle or last is wrong)
+    is a key of a dictionary, and each pair of syllables in the text, adjacent or one apart, is
+    looked up in it.  Near hits keep the order one automaton over every term's halves (first
+    half ``fuzzy[:n // 2]``, second the rest) gave them, which callers see (evidence is listed
+    in it): by where the intact half ends, the longer half first where two end together, then
+    by term, a first half before a second.
+    """
 
     def __init__(
         self, terms: list[tuple[str, object]], near_min_syllables: int | None = 3, by_fuzzy: bool = True
@@ -126,19 +189,31 @@ class PhoneticIndex:
         exact: dict[str, list] = {}
         fuzz: dict[str, list] = {}
         halves: dict[str, list] = {}
+        # three-syllable terms by the pair they keep: (a, b) when the last is wrong, (b, c) when
+        # the first is, (a, c) when the middle one is
+        self._keep_first_two: dict[tuple[str, str], list[_NearTerm]] = {}
+        self._keep_last_two: dict[tuple[str, str], list[_NearTerm]] = {}
+        self._keep_ends: dict[tuple[str, str], list[_NearTerm]] = {}
+        self._near_terms = 0
         for term, payload in terms:
             if not term or not all(_CJK.match(ch) for ch in term):
                 continue
             sy = syllables(term)
-            fz = [fuzzy(s) for s in sy]
+            fz = tuple(fuzzy(s) for s in sy)
             exact.setdefault(_key(sy), []).append((len(sy), payload))
             if by_fuzzy:
                 fuzz.setdefault(_key(fz), []).append((len(fz), payload))
             if near_min_syllables is not None and len(fz) >= near_min_syllables:
-                k = len(fz) // 2
-                # one wrong syllable leaves one half intact: find halves, then verify the whole
-                halves.setdefault(_key(fz[:k]), []).append((0, fz, payload))
-                halves.setdefault(_key(fz[k:]), []).append((k, fz, payload))
+                near = _NearTerm(fz, payload, 2 * self._near_terms)
+                self._near_terms += 1
+                if len(fz) == 3:
+                    self._keep_first_two.setdefault(fz[:2], []).append(near)
+                    self._keep_last_two.setdefault(fz[1:], []).append(near)
+                    self._keep_ends.setdefault(fz[::2], []).append(near)
+                else:
+                    k = len(fz) // 2
+                    halves.setdefault(_key(fz[:k]), []).append((0, near))
+                    halves.setdefault(_key(fz[k:]), []).append((k, near))
         for auto, table in ((self._exact, exact), (self._fuzzy, fuzz), (self._halves, halves)):
             for key, items in table.items():
                 auto.add_word(key, (key.count("|") - 1, items))
@@ -148,49 +223,68 @@ class PhoneticIndex:
 
     def find(self, text: str) -> list[PhoneticHit]:
         """Terms heard in ``text``; hit offsets are character offsets into ``text``."""
-        heard = sounds(text)
-        sy = [s for s, _, _ in heard]
-        fz = [fuzzy(s) for s in sy] if self._has["fuzzy"] or self._has["halves"] else []
-        spans: dict[tuple[int, int], tuple[object, str]] = {}  # syllable span → (payload, kind)
-        for kind, auto, seq in (("phonetic", self._exact, sy), ("fuzzy", self._fuzzy, fz)):
-            if not self._has["exact" if kind == "phonetic" else "fuzzy"]:
+        h = heard(text)
+        spans: dict[tuple[int, int, int], tuple[object, str]] = {}  # syllable span → (payload, kind)
+        for kind, auto, has in (("phonetic", self._exact, "exact"), ("fuzzy", self._fuzzy, "fuzzy")):
+            if not self._has[has]:
                 continue
-            key, ends = _positions(seq)
+            key, ends = h.toneless_key if kind == "phonetic" else h.fuzzy_key
             for last, (n, items) in auto.iter(key):
                 end_syl = ends.get(last)
                 if end_syl is not None:
                     for _, payload in items:
                         spans.setdefault((end_syl - n, end_syl, id(payload)), (payload, kind))
+        if self._near_terms:
+            for s, e, payload in self._near(h, spans):
+                spans.setdefault((s, e, id(payload)), (payload, "near"))
+        heard_at = h.sounds
+        return [
+            PhoneticHit(heard_at[s][1], heard_at[e - 1][2], payload, kind)
+            for (s, e, _), (payload, kind) in spans.items()
+        ]
+
+    def _near(self, h: Heard, spans: dict) -> list[tuple[int, int, object]]:
+        """Syllable spans ``(start, end, payload)`` of terms heard with one wrong syllable (and
+        not already in ``spans``), in the order the class docstring gives; a span can repeat."""
+        fz = h.fuzzy
+        found: list[tuple[tuple[int, int, int], int, int, object]] = []  # (order, start, end, payload)
+
+        def check(term: _NearTerm, s: int, wrong: int) -> None:
+            n = len(term.fuzzy)
+            said = fz[s + wrong]
+            if said == term.fuzzy[wrong] or (s, s + n, id(term.payload)) in spans:
+                return
+            inner = 0 < wrong < n - 1  # the ends of a term carry its meaning (出售, 走私)
+            if similar(term.fuzzy[wrong], said) or (n >= ANY_SYLLABLE_FROM and inner):
+                k = n // 2  # where the halves meet: the first is intact if the wrong one is past it
+                order = (s + k, -k, term.rank) if wrong >= k else (s + n, k - n, term.rank + 1)
+                found.append((order, s, s + n, term.payload))
+
         if self._has["halves"]:
-            key, ends = _positions(fz)
+            key, ends = h.fuzzy_key
             for last, (n, items) in self._halves.iter(key):
                 end_syl = ends.get(last)
                 if end_syl is None:
                     continue
-                for offset, term, payload in items:
+                for offset, term in items:
                     s = end_syl - n - offset
-                    e = s + len(term)
-                    if s < 0 or e > len(fz) or (s, e, id(payload)) in spans:
+                    e = s + len(term.fuzzy)
+                    if s < 0 or e > len(fz):
                         continue
-                    diffs = [i for i in range(len(term)) if term[i] != fz[s + i]]
-                    if len(diffs) != 1:
-                        continue
-                    k = diffs[0]
-                    inner = 0 < k < len(term) - 1  # the ends of a term carry its meaning (出售, 走私)
-                    if similar(term[k], fz[s + k]) or (len(term) >= ANY_SYLLABLE_FROM and inner):
-                        spans[(s, e, id(payload))] = (payload, "near")
-        return [
-            PhoneticHit(heard[s][1], heard[e - 1][2], payload, kind)
-            for (s, e, _), (payload, kind) in spans.items()
-        ]
-
-
-def _positions(seq: list[str]) -> tuple[str, dict[int, int]]:
-    """The key string of ``seq``, and for each closing '|' the number of syllables before it."""
-    key = _key(seq)
-    ends: dict[int, int] = {}
-    pos = 0
-    for i, s in enumerate(seq):
-        pos += 1 + len(s)
-        ends[pos] = i + 1  # key[pos] is the '|' closing syllable i, where a match can end
-    return key, ends
+                    other = range(n, len(term.fuzzy)) if offset == 0 else range(offset)
+                    diffs = [i for i in other if term.fuzzy[i] != fz[s + i]]
+                    if len(diffs) == 1:
+                        check(term, s, diffs[0])
+        if self._keep_first_two and len(fz) >= 3:
+            # the pairs a three-syllable window starting at s keeps, by the syllable left out
+            for table, wrong, pairs in (
+                (self._keep_first_two, 2, zip(fz, fz[1:-1])),
+                (self._keep_last_two, 0, zip(fz[1:-1], fz[2:])),
+                (self._keep_ends, 1, zip(fz, fz[2:])),
+            ):
+                for s, kept in enumerate(pairs):
+                    if kept in table:
+                        for term in table[kept]:
+                            check(term, s, wrong)
+        found.sort(key=lambda f: f[0])
+        return [(s, e, payload) for _, s, e, payload in found]
