@@ -105,6 +105,10 @@ def test_traditional_characters(clf):
         ("公屏有人发收益翻倍的链接，已经踢了，别点", "condemned"),
         ("那种一比一复刻的包是侵权的，别贪便宜", "condemned"),
         ("我妈信了稳赚不赔的理财，钱到现在没追回来", "debunked"),
+        # read in the fifth test split's false alarms
+        ("有人在评论区发带单赚钱的广告，房管帮我踢一下", "condemned"),
+        ("评论区有人叫我脱衣服，请你尊重一下，再说我就拉黑了", "condemned"),
+        ("之前有同行因为刷单被平台封店了", "reported_speech"),
     ],
 )
 def test_context_rules_suppress_and_say_why(clf, text, rule):
@@ -143,6 +147,7 @@ def test_context_rules_do_not_swallow_real_offers(clf, text, code):
     [
         *("最近天气冷了", "这是我们第一次来杭州", "第一步先洗脸", "最后三件了", "黑色最显瘦"),
         *("这款雪茄色的皮鞋很百搭", "孩子考了全班第一，奖励一台学习机", "这把喷漆枪刷墙很快"),
+        *("这把牙刷单支装，想多买的拍四支装", "冬天脱衣服老是起静电", "这个行李箱我站上去给你们看"),
     ],
 )
 def test_substring_traps(clf, text):
