@@ -24,6 +24,17 @@ def two_clips(folder: Path) -> list[str]:
     return paths
 
 
+def clean_run(inputs: list[str], out: Path, *args: str) -> Path:
+    """A batch run of ``inputs`` into ``out`` with nothing going wrong, in small windows: what
+    a fault test's records must equal.  ``args``: the runner's own (``--no-ray``, a cluster's
+    ``--set ray.address=...``), since each runner is held to its own clean run (Whisper in a Ray
+    worker can write a character differently from Whisper in this process on some CPUs)."""
+    from pipeline.cli import main
+
+    assert main(["batch", *inputs, "--out", str(out), "--quiet", *SMALL_WINDOWS, *args]) == 0
+    return out
+
+
 def _jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []

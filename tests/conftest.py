@@ -165,23 +165,15 @@ def fault_clean_ray(fault_inputs, tmp_path_factory, ray_session) -> Path:
     CPUs Whisper in a Ray worker writes a character differently from Whisper in this process
     (助持码 / 助持马 in the demo clip, seen on an AMD EPYC machine), so each runner is held to
     its own clean records."""
-    from compare import SMALL_WINDOWS
+    from compare import clean_run
 
-    from pipeline.cli import main
-
-    out = tmp_path_factory.mktemp("fault-clean-ray")
-    assert main(["batch", *fault_inputs, "--out", str(out), "--quiet", *SMALL_WINDOWS]) == 0
-    return out
+    return clean_run(fault_inputs, tmp_path_factory.mktemp("fault-clean-ray"))
 
 
 @pytest.fixture(scope="session")
 def fault_clean(fault_inputs, tmp_path_factory) -> Path:
     """What a run with nothing going wrong leaves, in this process, without Ray (the tests of
     runs without Ray compare with it; the Ray runner's is ``fault_clean_ray``)."""
-    from compare import SMALL_WINDOWS
+    from compare import clean_run
 
-    from pipeline.cli import main
-
-    out = tmp_path_factory.mktemp("fault-clean")
-    assert main(["batch", *fault_inputs, "--out", str(out), "--no-ray", "--quiet", *SMALL_WINDOWS]) == 0
-    return out
+    return clean_run(fault_inputs, tmp_path_factory.mktemp("fault-clean"), "--no-ray")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from compare import assert_no_duplicates, failures, records, run_with_fault
+from compare import assert_no_duplicates, clean_run, failures, records, run_with_fault
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -40,15 +40,12 @@ def cluster():
 def test_node_killed_during_a_batch(fault_inputs, tmp_path, cluster, monkeypatch):
     import ray
 
-    from pipeline.cli import main
     from pipeline.config import load_config
 
     settings = [f"ray.address={cluster.address}", "asr.window_s=5", "asr.workers=2", "asr.cpu_threads=1"]
     # the clean records, from the same cluster (Whisper in a Ray worker may differ by a
     # character from Whisper in this process: conftest.fault_clean_ray)
-    clean = tmp_path / "clean"
-    args = [x for kv in settings for x in ("--set", kv)]
-    assert main(["batch", *fault_inputs, "--out", str(clean), "--quiet", *args]) == 0
+    clean = clean_run(fault_inputs, tmp_path / "clean", *(x for kv in settings for x in ("--set", kv)))
     monkeypatch.setenv("LIVEMOD_FAULTS", "asr.sleep=1.0")  # windows long enough to lose a node in
     config = load_config(overrides=settings)
 
