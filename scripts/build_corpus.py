@@ -20,10 +20,10 @@ Steps, all deterministic for a given ``--seed``:
    test, the first test split, which decided too many changes to stay a test, train the model
    last (``train_extra.jsonl``, with ``data/fresh`` and the third test split,
    ``data/test3/sentences.jsonl``, scored once): test is ``data/test/sentences.jsonl``,
-   sentences written apart from everything else; the second test split,
-   ``data/test2/sentences.jsonl``, scored twice and then used to choose between retrained
-   models, is set aside (``test2.jsonl``, trained on by nothing); the third,
-   ``data/test3/sentences.jsonl``, scored once, is read by nothing here;
+   sentences written apart from everything else; the second, fourth and fifth test splits
+   (``data/test{2,4,5}/sentences.jsonl``), scored and then used to choose models and tune
+   the fusion, are set aside (``test2.jsonl``, ``test4.jsonl``, ``test5.jsonl``: trained on by
+   nothing);
 3. add augmented copies of each item (same group, same split, tagged ``aug``) that imitate
    evasion and noisy text: traditional, separator, pinyin, homophone, numeral, repeat,
    emoji; benign items are augmented exactly like violations;
@@ -56,15 +56,11 @@ DEFAULT_SOURCES = REPO_ROOT / "data" / "sources"
 TRAIN_ONLY = "train_only"  # extra material, always in train (written after the split was fixed)
 DEFAULT_OUT = REPO_ROOT / "data" / "corpus"
 DEFAULT_TEST = REPO_ROOT / "data" / "test" / "sentences.jsonl"  # the test split (load_test_sentences)
-DEFAULT_TEST2 = REPO_ROOT / "data" / "test2" / "sentences.jsonl"  # the second test split, set aside
-DEFAULT_TEST4 = REPO_ROOT / "data" / "test4" / "sentences.jsonl"  # the fourth test split, set aside
 DEFAULT_FRESH = REPO_ROOT / "data" / "fresh" / "sentences.jsonl"  # written dev sentences, now trained on
 DEFAULT_TEST3 = REPO_ROOT / "data" / "test3" / "sentences.jsonl"  # the third test split, now trained on
 TRAIN_EXTRA = "train_extra"  # held-out written sentences that train the model since the third test split
-TEST_ID = "n"  # test sentence ids: n0001, n0002, ... (the fifth test split)
-TEST2_ID = "h"  # the second test split's: h0001, ...
+TEST_ID = "p"  # test sentence ids: p0001, p0002, ... (the sixth test split)
 TEST3_ID = "k"  # the third test split's: k0001, ... (scored once, trained on since the fourth)
-TEST4_ID = "m"  # the fourth test split's: m0001, ... (scored once, then tunes the fusion)
 
 # fmt: off
 LABELS = [
@@ -83,9 +79,13 @@ SPLITS = ("train", "dev", "test")
 # minutes on a slow 2-core machine (1.47 in random batches), so 10 epochs of this many fit in 13
 MAX_TRAINED = 56_000
 RETIRED = "retired"  # the first test split's groups: trained on through train_extra.jsonl
-TEST2 = "test2"  # the second test split: trained on by nothing; picks the fusion settings with dev
-TEST4 = "test4"  # the fourth test split: trained on by nothing; picks the fusion settings too
-SET_ASIDE = (TEST2, TEST4)
+# test splits scored and then set aside: trained on by nothing, they pick the fusion settings
+# with dev (train_classifier.py).  Name: (sentence id letter, sentences); built in this order
+SET_ASIDE = {
+    "test2": ("h", REPO_ROOT / "data" / "test2" / "sentences.jsonl"),  # scored twice
+    "test4": ("m", REPO_ROOT / "data" / "test4" / "sentences.jsonl"),  # scored once
+    "test5": ("n", REPO_ROOT / "data" / "test5" / "sentences.jsonl"),  # scored once
+}
 RATIOS = {"train": 0.70, "dev": 0.15, "test": 0.15}
 AUGS = ("none", "traditional", "separator", "pinyin", "homophone", "numeral", "repeat", "emoji")
 
@@ -187,9 +187,9 @@ def load_test_sentences(path: Path, prefix: str = TEST_ID) -> list[dict]:
     changes, each under a bar written down first, and so was no longer untouched; its groups
     train the model now (``train_extra_rows``).  The second (``h`` ids) was scored twice and
     then chose between retrained models; it is set aside (``test2.jsonl``).  The third (``k``
-    ids, ``data/test3``) was scored once and trains the model now.  The test split is the
-    fourth: sentences written by writers who read none of the project's data,
-    screened for near-copies of every text the project has, the earlier test splits
+    ids, ``data/test3``) was scored once and trains the model now; the fourth and fifth (``m``,
+    ``n``) were scored once and are set aside.  The test split is the sixth: sentences written
+    by writers who read none of the project's data, screened for near-copies of every text the project has, the earlier test splits
     included.  They are also read aloud, so ``make_asr_corpus.load_sentences`` checks them,
     as it checks every sentence it reads."""
     from make_asr_corpus import CorpusError, load_sentences  # scripts/ is on sys.path, as here
@@ -244,10 +244,12 @@ def train_extra_rows(rows_by_split: dict, first_split: list[dict], args) -> list
     except CorpusError as e:
         raise SourceError(str(e)) from None
     train, dev = rows_by_split["train"], rows_by_split["dev"]
-    test2 = rows_by_split[TEST2] + rows_by_split[TEST4]  # both set aside
-    held = BigramIndex([r["text"] for r in dev + test2 + rows_by_split["test"] if r["aug"] == "none"])
+    set_aside = [r for name in SET_ASIDE for r in rows_by_split[name]]
+    held = BigramIndex([r["text"] for r in dev + set_aside + rows_by_split["test"] if r["aug"] == "none"])
     aug = Augmenter({ch for r in train if r["aug"] == "none" for ch in r["text"] if is_han(ch)})
-    keys = {norm_key(r["text"]) for r in train + dev + test2} | {r["text"] for r in train + dev + test2}
+    keys = {norm_key(r["text"]) for r in train + dev + set_aside} | {
+        r["text"] for r in train + dev + set_aside
+    }
     rows = first_split + asr
     for sentences, transcripts in batches:
         for s in sentences:
@@ -1007,8 +1009,7 @@ def build(args) -> int:
     extra_dir = args.sources / TRAIN_ONLY
     extra = load_sources(extra_dir, {g["id"] for g in groups}) if extra_dir.is_dir() else []
     test_groups = load_test_sentences(args.test_sentences)
-    test2_groups = load_test_sentences(args.test2_sentences, TEST2_ID)
-    test4_groups = load_test_sentences(args.test4_sentences, TEST4_ID)
+    set_aside_groups = {name: load_test_sentences(path, letter) for name, (letter, path) in SET_ASIDE.items()}
     source_report(groups)
 
     # 1. expand, restyle, dedupe (the split groups first, so train-only material never changes them)
@@ -1066,8 +1067,9 @@ def build(args) -> int:
             assign[g["id"]] = split
         return out
 
-    test2_items = sentence_items(test2_groups, TEST2, args.test2_sentences)
-    test4_items = sentence_items(test4_groups, TEST4, args.test4_sentences)
+    set_aside_items = {
+        name: sentence_items(set_aside_groups[name], name, path) for name, (_, path) in SET_ASIDE.items()
+    }
     test_items = sentence_items(test_groups, "test", args.test_sentences)
     extra_items, dropped = drop_near_held_out(extra_items, items, assign)
     if extra:
@@ -1094,10 +1096,10 @@ def build(args) -> int:
     add(extra_items)
     # 3b. ASR-like copies, train only, after the train lines above, so those stay as they were
     rows_by_split["train"] += asr_copies(rows_by_split["train"], all_keys, args.seed)
-    # 3c. the test sentences last (the second and fourth test splits', then the test split's),
+    # 3c. the test sentences last (the set-aside test splits', then the test split's),
     #     augmented like everything else: train does not depend on them
-    add(test2_items)
-    add(test4_items)
+    for items_of_split in set_aside_items.values():
+        add(items_of_split)
     add(test_items)
     # 3d. the first test split's items leave the set-aside file for train_extra.jsonl
     extra_rows = train_extra_rows(rows_by_split, rows_by_split.pop(RETIRED), args)
@@ -1105,8 +1107,9 @@ def build(args) -> int:
     # 4. reports, checks, output
     print_tables(rows_by_split)
     print(
-        f"set aside (the second and fourth test splits, trained on by nothing): {len(rows_by_split[TEST2])} "
-        f"and {len(rows_by_split[TEST4])} items"
+        "set aside (earlier test splits, trained on by nothing): "
+        + ", ".join(f"{name} {len(rows_by_split[name])}" for name in SET_ASIDE)
+        + " items"
     )
     print(
         f"{TRAIN_EXTRA}: {len(extra_rows)} items (the first and third test splits, data/fresh, transcripts)"
@@ -1149,13 +1152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--test-sentences", type=Path, default=DEFAULT_TEST, help="the test split's sentences")
     ap.add_argument(
-        "--test2-sentences", type=Path, default=DEFAULT_TEST2, help="the second test split's (set aside)"
-    )
-    ap.add_argument(
         "--fresh-sentences", type=Path, default=DEFAULT_FRESH, help=f"written sentences for {TRAIN_EXTRA}"
-    )
-    ap.add_argument(
-        "--test4-sentences", type=Path, default=DEFAULT_TEST4, help="the fourth test split's (set aside)"
     )
     ap.add_argument(
         "--test3-sentences",

@@ -141,7 +141,7 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
 def sentence_rng(sid: str, salt: int) -> np.random.Generator:
     """An RNG that depends only on the sentence id (so --limit runs agree with full runs)."""
     # picked train-only (t0001), evaluation (e0001), fresh (d0001), second and third test split
-    # (h0001, k0001), fourth (m0001), test (n0001) and next test split (p0001) sentences must not
+    # (h0001, k0001), fourth (m0001), fifth (n0001) and test (p0001) sentences must not
     # replay s0001's
     salt += {"t": 100, "e": 200, "d": 300, "h": 400, "k": 500, "m": 600, "n": 700, "p": 800}.get(sid[0], 0)
     return np.random.default_rng([SEED, salt, int(sid[1:])])

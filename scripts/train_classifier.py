@@ -10,10 +10,10 @@ Data: ``data/corpus/{train,dev,test}.jsonl`` plus the ASR files ``asr.jsonl``,
 test), whose lines each carry their ``split``, then ``train_extra.jsonl`` (written sentences once
 held out, now train, with their transcripts: the first test split, whose ASR rows are marked
 ``retired``, ``data/fresh`` and the third test split, ``data/test3`` + ``asr_test3.jsonl``);
-JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch; dev, ``test2`` and
-``test4`` (the second and fourth test splits, ``test2.jsonl`` + ``asr_test2.jsonl`` and
-``test4.jsonl`` + ``asr_test4.jsonl``, trained on by nothing) pick the fusion thresholds; the
-test split is only scored at the end, never used to tune (``--no-test`` leaves it unscored).  The model
+JSONL lines with ``text`` and ``labels``.  The dev split picks the epoch; dev and the set-aside
+test splits ``test2``, ``test4`` and ``test5`` (``testN.jsonl`` + ``asr_testN.jsonl``, trained on
+by nothing) pick the fusion thresholds; the test split is only scored at the end, never used to
+tune (``--no-test`` leaves it unscored).  The model
 reads normalised text plus its pinyin (see ``pipeline/classify/model.py``).  Deterministic for
 a given seed and thread count.  Writes the model folder, ``training.json`` with the metrics,
 and the model card ``README.md`` beside it.
@@ -53,14 +53,14 @@ from pipeline.evaluate import format_scores, read_jsonl, recall_by_aug, score_la
 # made by make_asr_corpus.py; every row carries its split
 ASR_FILES = ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl", "asr_test.jsonl")
 TRAIN_EXTRA = "train_extra.jsonl"  # build_corpus.py: held-out written sentences, now train
-# the second and fourth test splits, each scored once and then set aside: they tune the fusion
-# with dev (their written sentences and their transcripts, whose rows are marked retired)
-SET_ASIDE = {"test2": ("test2.jsonl", "asr_test2.jsonl"), "test4": ("test4.jsonl", "asr_test4.jsonl")}
+# the second, fourth and fifth test splits, scored and then set aside: they tune the fusion with
+# dev (their written sentences and their transcripts, whose rows are marked retired)
+SET_ASIDE = {name: (f"{name}.jsonl", f"asr_{name}.jsonl") for name in ("test2", "test4", "test5")}
 TUNE = ("dev", *SET_ASIDE)
 
 
 def load_splits(data: Path, extra: list[Path]) -> dict[str, list[dict]]:
-    """train, dev, test, test2 and test4 rows; train ends with train_extra.jsonl and ``extra``."""
+    """train, dev, test and the set-aside splits' rows; train ends with train_extra.jsonl and ``extra``."""
     splits = {name: read_jsonl(data / f"{name}.jsonl") for name in ("train", "dev", "test")}
     for name in ASR_FILES:
         asr = data / name
@@ -436,15 +436,15 @@ def _digest(weights: Path, splits: dict) -> str:
 
 THRESHOLDS = (0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # for a model-only flag
 AGREEMENTS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)  # what every reader must give for a model-only flag
-# the most benign false positives on dev, test2 and test4, each, that the fusion tuning accepts
-# (target: 5% on test).  test2 and test4 were written like test, by writers who read none of the
-# project's data, so half a point of margin; with dev alone (phrasings like train's) it was a
+# the most benign false positives on dev and on each set-aside split that the fusion tuning
+# accepts (target: 5% on test).  Those splits were written like test, by writers who read none of
+# the project's data, so half a point of margin; with dev alone (phrasings like train's) it was a
 # point and still too little
 FPR_CAP = 0.045
 
 
 def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_test: bool = True) -> dict:
-    """Pick the fusion thresholds on dev + test2 + test4 (and the agreement, unless given), then
+    """Pick the fusion thresholds on dev + the set-aside splits (and the agreement, unless given), then
     score test once: model alone, lexicon alone, fused (unless ``score_test`` is false)."""
     from pipeline.classify.classifier import Classifier
     from pipeline.config import ClassifierConfig
@@ -475,7 +475,7 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
     fused.lexicon.allowed_spans = lambda t: spans[t] if t in spans else spans.setdefault(t, allowed_pass(t))
     gold_tune = gold(tune_rows)
     bounds = list(itertools.accumulate(len(splits[name]) for name in TUNE))
-    parts = list(zip([0, *bounds[:-1]], bounds, strict=True))  # dev, test2, test4
+    parts = list(zip([0, *bounds[:-1]], bounds, strict=True))  # dev, test2, test4, test5
     best = None
     agreements = AGREEMENTS if agree is None else (agree,)
     for thr, veto, ag in itertools.product(THRESHOLDS, (0.02, 0.05, 0.1, 0.2), agreements):
@@ -487,8 +487,8 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
             for t, n, (p, a) in zip(texts, norms, scores, strict=True)
         ]
         s = score_labels(gold_tune, pred)
-        # the best macro-F1 over all three that keeps benign false positives at or under FPR_CAP
-        # in each: pooled, dev's lower rate would hide the others', written like test
+        # the best macro-F1 over all of them that keeps benign false positives at or under
+        # FPR_CAP in each: pooled, dev's lower rate would hide the others', written like test
         fpr = max(score_labels(gold_tune[a:b], pred[a:b])["fpr"] for a, b in parts)
         key = (fpr <= FPR_CAP, s["macro_f1"] - max(0.0, fpr - FPR_CAP))
         if best is None or key > best[0]:
@@ -513,7 +513,7 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
         "model_veto": veto,
         "tuned_on": f"{' + '.join(TUNE)} ({len(tune_rows)} utterances)",
         "tune_macro_f1": tune_f1,
-        "tune_fpr": tune_fpr,  # the highest of the three sets'
+        "tune_fpr": tune_fpr,  # the highest of the sets'
         "tune_asr_recall": asr_all,
         "tune_by_set": by_set,
     }
@@ -630,10 +630,10 @@ only by sound is dropped when the model gives it less than `model_veto`; the mod
 raises a label (evidence kind `model`) from `model_threshold`, when every one of its readers
 (characters, Whisper embeddings, n-grams) gives at least `model_agreement`: none of them may be
 sure the utterance is harmless.  All three were picked on {info["fusion"]["tuned_on"]}, the dev
-split and the second and fourth test splits, which nothing is trained on: best macro-F1 with FPR
+split and earlier test splits, which nothing is trained on: best macro-F1 with FPR
 at most {FPR_CAP:.1%} in each: model_threshold = {info["fusion"]["model_threshold"]},
 model_agreement = {info["fusion"].get("model_agreement", 0.0)},
-model_veto = {info["fusion"]["model_veto"]} (macro-F1 {info["fusion"]["tune_macro_f1"]:.3f} over all three,
+model_veto = {info["fusion"]["model_veto"]} (macro-F1 {info["fusion"]["tune_macro_f1"]:.3f} over all of them,
 FPR {info["fusion"]["tune_fpr"]:.3f} in the one with most).
 
 ## Data
@@ -649,10 +649,10 @@ with `train_extra.jsonl`: sentences by many writers that were held out once (the
 third test splits and `data/fresh`, as written, disguised and transcribed).  The test split is
 `data/test/sentences.jsonl`: sentences written for it alone by writers who read none of the
 project's data, screened for near-copies of every other text, as written, disguised like the
-rest and read aloud; the second and fourth test splits (`test2.jsonl` + `asr_test2.jsonl`,
-`test4.jsonl` + `asr_test4.jsonl`), written the same way and trained on by nothing, tune the
-fusion with dev.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"]["dev"]}, test2
-{info["sizes"].get("test2", 0)}, test4 {info["sizes"].get("test4", 0)}, test {info["test_size"]}.
+rest and read aloud; earlier test splits, written the same way, scored and set aside
+({", ".join(f"`{n}.jsonl` + `asr_{n}.jsonl`" for n in SET_ASIDE)}; trained on by nothing), tune the
+fusion with dev.  Sizes: train {info["sizes"]["train"]}, dev {info["sizes"]["dev"]},
+{", ".join(f"{n} {info['sizes'].get(n, 0)}" for n in SET_ASIDE)}, test {info["test_size"]}.
 
 ## Held-out test split ({info["test_size"]} utterances, never trained on, no threshold picked on it)
 
