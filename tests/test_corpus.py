@@ -169,6 +169,33 @@ def test_the_third_test_split_trains_the_model():
     assert all(r["text"] in texts for r in rows)
 
 
+def test_the_next_test_split_is_sealed():
+    """``data/next_test/``: sentences written for the next test split (the seventh), screened
+    like the test split's against every text the project has (the test split's included);
+    nothing reads them yet, so they copy nothing trained on, tuned on or tested on."""
+    said = read_jsonl(DATA / "next_test" / "sentences.jsonl")
+    assert all(s["id"].startswith("q") for s in said)
+    counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
+    assert len(counts) == 17 and min(counts.values()) >= 23
+    seen = said_in(
+        ("train", "train_extra", "dev", "test", *SET_ASIDE),
+        (
+            "asr.jsonl",
+            "asr_train.jsonl",
+            "asr_eval.jsonl",
+            "asr_test.jsonl",
+            "asr_test3.jsonl",
+            *(f"asr_{n}.jsonl" for n in SET_ASIDE),
+        ),
+    )
+    seen += [
+        s["text"]
+        for name in ("test", "test3", *SET_ASIDE)
+        for s in read_jsonl(DATA / name / "sentences.jsonl")
+    ]
+    assert not near_copies(said, seen)
+
+
 def test_the_first_test_split_and_the_fresh_sentences_train_the_model():
     """Written sentences once held out, now train (``train_extra.jsonl``): the first test split,
     with its transcripts (``retired`` rows of ``asr.jsonl`` and ``asr_eval.jsonl``), and
