@@ -60,7 +60,6 @@ DEFAULT_FRESH = REPO_ROOT / "data" / "fresh" / "sentences.jsonl"  # written dev 
 DEFAULT_TEST3 = REPO_ROOT / "data" / "test3" / "sentences.jsonl"  # the third test split, now trained on
 TRAIN_EXTRA = "train_extra"  # held-out written sentences that train the model since the third test split
 TEST_ID = "p"  # test sentence ids: p0001, p0002, ... (the sixth test split)
-TEST3_ID = "k"  # the third test split's: k0001, ... (scored once, trained on since the fourth)
 
 # fmt: off
 LABELS = [

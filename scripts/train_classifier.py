@@ -463,16 +463,7 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
     norms = [fused.normalize(t) for t in texts]
     scores = fused.model.predict_with_agreement([n.text for n in norms])  # once, not per setting
     # what the lexicon and the context rules find does not depend on the thresholds: once per text
-    lexicon_pass, allowed_pass, found, spans = fused._lexicon, fused.lexicon.allowed_spans, {}, {}
-
-    def lexicon_once(text, norm, allowed):
-        if text not in found:
-            found[text] = lexicon_pass(text, norm, allowed)
-        by_code, suppressed, context = found[text]
-        return dict(by_code), list(suppressed), set(context)  # _fuse edits what it is given
-
-    fused._lexicon = lexicon_once
-    fused.lexicon.allowed_spans = lambda t: spans[t] if t in spans else spans.setdefault(t, allowed_pass(t))
+    found = [fused.findings(t, n) for t, n in zip(texts, norms, strict=True)]
     gold_tune = gold(tune_rows)
     bounds = list(itertools.accumulate(len(splits[name]) for name in TUNE))
     parts = list(zip([0, *bounds[:-1]], bounds, strict=True))  # dev, test2, test4, test5
@@ -483,8 +474,8 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
             model_dir=out, model_threshold=thr, model_agreement=ag, model_veto=veto
         )
         pred = [
-            {lab.code for lab in fused._fuse(t, n, p, a).labels}
-            for t, n, (p, a) in zip(texts, norms, scores, strict=True)
+            {lab.code for lab in fused._fuse(t, n, p, a, f).labels}
+            for t, n, (p, a), f in zip(texts, norms, scores, found, strict=True)
         ]
         s = score_labels(gold_tune, pred)
         # the best macro-F1 over all of them that keeps benign false positives at or under
@@ -494,7 +485,6 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
         if best is None or key > best[0]:
             best = (key, thr, veto, ag, s["macro_f1"], fpr, pred)
     _, thr, veto, agree, tune_f1, tune_fpr, pred = best
-    del fused._lexicon, fused.lexicon.allowed_spans  # the instance's own methods again
     by_set = {}
     for name, (a, b) in zip(TUNE, parts, strict=True):
         s = score_labels(gold_tune[a:b], pred[a:b])

@@ -163,18 +163,32 @@ class Classifier:
                 by_code.setdefault(m.entry.sub.code, []).append((m, ev))
         return by_code, suppressed, context
 
+    def findings(self, text: str, norm) -> tuple:
+        """What the lexicon and the context rules find in an utterance, whatever the fusion's
+        thresholds: its allow-listed spans (normalised offsets; the lexicon and the model both
+        ask), then ``_lexicon``'s matches by code, suppressions and context categories."""
+        allowed_norm = self.lexicon.allowed_spans(norm.text)
+        return (allowed_norm, *self._lexicon(text, norm, allowed_norm))
+
     def _fuse(
-        self, text: str, norm, probs: dict[str, float] | None, agree: dict[str, float] | None = None
+        self,
+        text: str,
+        norm,
+        probs: dict[str, float] | None,
+        agree: dict[str, float] | None = None,
+        found: tuple | None = None,
     ) -> Classification:
         """Lexicon scores, raised when the model agrees; sound-alike matches the model finds
-        implausible are dropped; the model alone flags what it is confident about."""
+        implausible are dropped; the model alone flags what it is confident about.  ``found``:
+        the utterance's ``findings``, when the caller has them (the fusion tuning tries many
+        thresholds on the same utterances); they are not changed."""
         c = self.config
         fusion = self.model.fusion if self.model else {}
         veto = c.model_veto if c.model_veto is not None else fusion.get("model_veto", 0.05)
         threshold = c.model_threshold if c.model_threshold is not None else fusion.get("model_threshold", 0.7)
         agreement = c.model_agreement if c.model_agreement is not None else fusion.get("model_agreement", 0.0)
-        allowed_norm = self.lexicon.allowed_spans(norm.text)  # once: the lexicon and the model both ask
-        by_code, suppressed, context = self._lexicon(text, norm, allowed_norm)
+        allowed_norm, by_code, suppressed, context = found or self.findings(text, norm)
+        by_code, suppressed = dict(by_code), list(suppressed)  # edited below
         for code in list(by_code):  # short near matches need the model's word (SHORT_NEAR_CONFIRM)
             if probs is None or probs.get(code, 0.0) < SHORT_NEAR_CONFIRM:
                 suppressed += [(ev, "unconfirmed_sound") for m, ev in by_code[code] if short_near(m)]
