@@ -105,8 +105,10 @@ def assert_no_duplicates(out: Path) -> None:
 
 def run_with_fault(config, out: Path, inputs: list[str], arm) -> tuple[object, list[int]]:
     """Run a Ray batch on ``inputs``; ``arm(batch)``, called before it starts, returns the fault
-    (a worker killed, a node removed), which strikes once a window is done and another is in
-    flight.  Returns the finished driver and how many windows were in flight when it struck."""
+    (a worker killed, a node removed) and the indexes of the ASR actors it takes down.  It strikes
+    once a window is done and another is in flight on one of those actors (a window in flight
+    elsewhere would make a fault that nothing needs to recover from).  Returns the finished
+    driver and how many windows were in flight on the struck actors when it struck."""
     import threading
     import time
 
@@ -120,14 +122,17 @@ def run_with_fault(config, out: Path, inputs: list[str], arm) -> tuple[object, l
     writer = OutputWriter(out, config, version)
     manifest = Manifest(out, config, version)
     batch = RayBatch(config, writer, Progress(enabled=False), manifest)
-    fault = arm(batch)
+    fault, hit = arm(batch)
     struck: list[int] = []
+
+    def on_hit() -> int:
+        return sum(job.actor in hit for job in list(batch.inflight.values()))
 
     def strike_mid_run() -> None:
         deadline = time.monotonic() + 240
-        while not (batch.completed >= 1 and batch.inflight) and time.monotonic() < deadline:
+        while not (batch.completed >= 1 and on_hit()) and time.monotonic() < deadline:
             time.sleep(0.02)
-        struck.append(len(batch.inflight))
+        struck.append(on_hit())
         fault()
 
     striker = threading.Thread(target=strike_mid_run, daemon=True)

@@ -24,7 +24,10 @@ def test_asr_actor_killed_during_a_batch(fault_inputs, fault_clean_ray, tmp_path
         config,
         out,
         fault_inputs,
-        lambda b: lambda: ray.kill(b.asr.actors[0], no_restart=False),  # as an OOM kill or a segfault would
+        lambda b: (
+            lambda: ray.kill(b.asr.actors[0], no_restart=False),
+            {0},
+        ),  # as an OOM kill or a segfault would
     )
     assert killed and killed[0] >= 1, "the actor was not killed while it had work"
     assert batch.retries >= 1  # its in-flight work was tried again on the restarted actor
