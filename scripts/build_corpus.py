@@ -18,11 +18,11 @@ Steps, all deterministic for a given ``--seed``:
    negatives are strata of their own) so every label has groups in every split; small
    labels get extra test groups until they have enough test items.  The groups this puts in
    test, the first test split, which decided too many changes to stay a test, train the model
-   last (``train_extra.jsonl``, with ``data/fresh`` and the third test split,
-   ``data/test3/sentences.jsonl``, scored once): test is ``data/test/sentences.jsonl``,
-   sentences written apart from everything else; the second, fourth and fifth test splits
-   (``data/test{2,4,5}/sentences.jsonl``), scored and then used to choose models and tune
-   the fusion, are set aside (``test2.jsonl``, ``test4.jsonl``, ``test5.jsonl``: trained on by
+   last (``train_extra.jsonl``, with ``data/fresh`` and the third, fourth and fifth test
+   splits, ``data/test{3,4,5}/sentences.jsonl``, scored once): test is
+   ``data/test/sentences.jsonl``, sentences written apart from everything else; the second and
+   sixth test splits (``data/test{2,6}/sentences.jsonl``), scored and then used to choose
+   models and tune the fusion, are set aside (``test2.jsonl``, ``test6.jsonl``: trained on by
    nothing);
 3. add augmented copies of each item (same group, same split, tagged ``aug``) that imitate
    evasion and noisy text: traditional, separator, pinyin, homophone, numeral, repeat,
@@ -59,7 +59,14 @@ DEFAULT_TEST = REPO_ROOT / "data" / "test" / "sentences.jsonl"  # the test split
 DEFAULT_FRESH = REPO_ROOT / "data" / "fresh" / "sentences.jsonl"  # written dev sentences, now trained on
 DEFAULT_TEST3 = REPO_ROOT / "data" / "test3" / "sentences.jsonl"  # the third test split, now trained on
 TRAIN_EXTRA = "train_extra"  # held-out written sentences that train the model since the third test split
-TEST_ID = "p"  # test sentence ids: p0001, p0002, ... (the sixth test split)
+TEST_ID = "q"  # test sentence ids: q0001, q0002, ... (the seventh test split)
+# test splits scored once, set aside for a while, now trained on through train_extra.jsonl as
+# written and as read aloud (transcripts ``asr_<name>.jsonl``), without disguised copies: room
+# under MAX_TRAINED for two more writers' cohorts.  Name: (sentence id letter, sentences)
+TRAINED_TESTS = {
+    "test4": ("m", REPO_ROOT / "data" / "test4" / "sentences.jsonl"),
+    "test5": ("n", REPO_ROOT / "data" / "test5" / "sentences.jsonl"),
+}
 
 # fmt: off
 LABELS = [
@@ -82,8 +89,7 @@ RETIRED = "retired"  # the first test split's groups: trained on through train_e
 # with dev (train_classifier.py).  Name: (sentence id letter, sentences); built in this order
 SET_ASIDE = {
     "test2": ("h", REPO_ROOT / "data" / "test2" / "sentences.jsonl"),  # scored twice
-    "test4": ("m", REPO_ROOT / "data" / "test4" / "sentences.jsonl"),  # scored once
-    "test5": ("n", REPO_ROOT / "data" / "test5" / "sentences.jsonl"),  # scored once
+    "test6": ("p", REPO_ROOT / "data" / "test6" / "sentences.jsonl"),  # scored once
 }
 RATIOS = {"train": 0.70, "dev": 0.15, "test": 0.15}
 AUGS = ("none", "traditional", "separator", "pinyin", "homophone", "numeral", "repeat", "emoji")
@@ -186,10 +192,11 @@ def load_test_sentences(path: Path, prefix: str = TEST_ID) -> list[dict]:
     changes, each under a bar written down first, and so was no longer untouched; its groups
     train the model now (``train_extra_rows``).  The second (``h`` ids) was scored twice and
     then chose between retrained models; it is set aside (``test2.jsonl``).  The third (``k``
-    ids, ``data/test3``) was scored once and trains the model now; the fourth and fifth (``m``,
-    ``n``) were scored once and are set aside.  The test split is the sixth: sentences written
-    by writers who read none of the project's data, screened for near-copies of every text the project has, the earlier test splits
-    included.  They are also read aloud, so ``make_asr_corpus.load_sentences`` checks them,
+    ids, ``data/test3``) was scored once and trains the model now, and so do the fourth and
+    fifth (``m``, ``n``), set aside for a while after their scoring.  The sixth (``p``) was
+    scored once and is set aside.  The test split is the seventh (``q``): sentences written by
+    writers who read none of the project's data, screened for near-copies of every text the
+    project has, the earlier test splits included.  They are also read aloud, so ``make_asr_corpus.load_sentences`` checks them,
     as it checks every sentence it reads."""
     from make_asr_corpus import CorpusError, load_sentences  # scripts/ is on sys.path, as here
 
@@ -224,7 +231,8 @@ def train_extra_rows(rows_by_split: dict, first_split: list[dict], args) -> list
     ``data/fresh/asr.jsonl``) and the third test split, scored once (``data/test3``, transcripts
     ``asr_test3.jsonl``): sentences by many writers, a third of the benign ones hard negatives,
     which the sources' own phrasings lacked (the second test split's benign false positives,
-    5.4%, were mostly the model's, on such lines).  Nothing near a dev or test phrasing (bigram
+    5.4%, were mostly the model's, on such lines).  Then the fourth and fifth test splits
+    (``TRAINED_TESTS``), as written and read aloud only.  Nothing near a dev or test phrasing (bigram
     Jaccard >= 0.7) is kept.  Built after everything else, so no split changes; each batch
     comes after the ones trained on before it."""
     from make_asr_corpus import CorpusError, load_sentences, read_jsonl
@@ -236,9 +244,17 @@ def train_extra_rows(rows_by_split: dict, first_split: list[dict], args) -> list
             for r in read_jsonl(args.out / f)
             if r["split"] == RETIRED
         ]
-        batches = [
-            (load_sentences(args.fresh_sentences), read_jsonl(args.fresh_sentences.parent / "asr.jsonl")),
-            (load_sentences(args.test3_sentences), read_jsonl(args.out / "asr_test3.jsonl")),
+        batches = [  # sentences, their transcripts, whether disguised copies are added
+            (
+                load_sentences(args.fresh_sentences),
+                read_jsonl(args.fresh_sentences.parent / "asr.jsonl"),
+                True,
+            ),
+            (load_sentences(args.test3_sentences), read_jsonl(args.out / "asr_test3.jsonl"), True),
+        ]
+        batches += [
+            (load_test_sentences(path, letter), read_jsonl(args.out / f"asr_{name}.jsonl"), False)
+            for name, (letter, path) in TRAINED_TESTS.items()
         ]
     except CorpusError as e:
         raise SourceError(str(e)) from None
@@ -250,12 +266,14 @@ def train_extra_rows(rows_by_split: dict, first_split: list[dict], args) -> list
         r["text"] for r in train + dev + set_aside
     }
     rows = first_split + asr
-    for sentences, transcripts in batches:
+    for sentences, transcripts, disguise in batches:
         for s in sentences:
-            row = written_item(s["id"], s["text"], s["labels"], args.seed)
+            sid = s["id"].removeprefix("test-")
+            row = written_item(sid, s["text"], s["labels"], args.seed)
             keys.add(row["text"])
             rows.append(row)
-            rows += augment(aug, row, keys, args.seed)
+            if disguise:
+                rows += augment(aug, row, keys, args.seed)
         rows += transcripts
     near = [
         r
@@ -1111,7 +1129,7 @@ def build(args) -> int:
         + " items"
     )
     print(
-        f"{TRAIN_EXTRA}: {len(extra_rows)} items (the first and third test splits, data/fresh, transcripts)"
+        f"{TRAIN_EXTRA}: {len(extra_rows)} items (the first, third, fourth and fifth test splits, data/fresh, transcripts)"
     )
     near = near_duplicates(rows_by_split)
     print(f"\nnear-duplicates (char-bigram Jaccard >= 0.7) of dev/test phrasings in train: {len(near)}")
