@@ -121,6 +121,9 @@ class ClassifierConfig(_Section):
     # None: the values tuned at training time on dev + test2 (the model's training.json)
     model_threshold: float | None = Field(None, ge=0, le=1)  # the model alone flags from here
     model_veto: float | None = Field(None, ge=0, le=1)  # sound-alike matches the model puts below drop
+    # a match of an entry of weight < 1 (a form often innocent), however exact, drops when the
+    # model puts its subcategory below this: 象牙 in 德化象牙瓷 matches, the line is about porcelain
+    model_dismiss: float | None = Field(None, ge=0, le=1)
     # a model-only flag also needs each of the model's two readers (characters, Whisper
     # embeddings) at or above this: one overconfident reader alone does not flag
     model_agreement: float | None = Field(None, ge=0, le=1)

@@ -187,6 +187,7 @@ class Classifier:
         veto = c.model_veto if c.model_veto is not None else fusion.get("model_veto", 0.05)
         threshold = c.model_threshold if c.model_threshold is not None else fusion.get("model_threshold", 0.7)
         agreement = c.model_agreement if c.model_agreement is not None else fusion.get("model_agreement", 0.0)
+        dismiss = c.model_dismiss if c.model_dismiss is not None else fusion.get("model_dismiss", 0.0)
         allowed_norm, by_code, suppressed, context = found or self.findings(text, norm)
         by_code, suppressed = dict(by_code), list(suppressed)  # edited below
         for code in list(by_code):  # short near matches need the model's word (SHORT_NEAR_CONFIRM)
@@ -210,6 +211,11 @@ class Classifier:
                 p = probs.get(code, 0.0)
                 if all(weak_sound(m) for m, _ in items) and p < veto:
                     suppressed += [(ev, "model_veto") for ev in evidence]
+                    continue
+                # entries the lexicon itself calls often innocent (weight < 1): the line as a
+                # whole does not read as the violation; a weight-1 entry (yours by default) stands
+                if p < dismiss and all(m.entry.weight < 1 for m, _ in items):
+                    suppressed += [(ev, "model_dismiss") for ev in evidence]
                     continue
                 score = 1.0 - (1.0 - score) * (1.0 - p)
             if score >= c.min_score:
