@@ -8,6 +8,7 @@ evidence and legal basis; ``suppressed`` says which matches the context rules ca
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,10 @@ SHORT_SOUND_FACTOR = 0.75  # a two-character term matched by sound alone is weak
 # a three-syllable term heard with one syllable wrong (将压压 for 降压药) is a label only when the
 # model gives that label at least this much; without a model, never (too many coincidences)
 SHORT_NEAR_CONFIRM = 0.5
+# the model has met a run of seven or more digits (a phone or ID number) in 16 training lines:
+# it reads 打我电话13812345678，身份证号110101199003071234发我 as harmless (p 0.004) and the same
+# line without the digits as phishing (0.985), so it dismisses nothing in a line that holds one
+UNSEEN_BY_MODEL = re.compile(r"\d{7,}")
 
 
 def weak_sound(m: Match) -> bool:
@@ -197,6 +202,7 @@ class Classifier:
                 if not by_code[code]:
                     del by_code[code]
         subs = self.lexicon.subcategories
+        long_digits = UNSEEN_BY_MODEL.search(norm.text) is not None
         labels = []
         for code, items in by_code.items():
             best: dict[str, float] = {}  # one entry counts once, however often it is heard
@@ -214,7 +220,7 @@ class Classifier:
                     continue
                 # entries the lexicon itself calls often innocent (weight < 1): the line as a
                 # whole does not read as the violation; a weight-1 entry (yours by default) stands
-                if p < dismiss and all(m.entry.weight < 1 for m, _ in items):
+                if p < dismiss and all(m.entry.weight < 1 for m, _ in items) and not long_digits:
                     suppressed += [(ev, "model_dismiss") for ev in evidence]
                     continue
                 score = 1.0 - (1.0 - score) * (1.0 - p)
