@@ -118,7 +118,7 @@ class ClassifierConfig(_Section):
     variant_table: Path | None = PROJECT_ROOT / "models" / "normalize.yaml"  # evasion spellings
     min_score: float = Field(0.5, ge=0, le=1)  # labels below this score are not violations
     model_dir: Path | None = PROJECT_ROOT / "models" / "classifier"  # trained model; null: lexicon only
-    # None: the values tuned at training time on dev + test2 (the model's training.json)
+    # None: the values tuned at training time on dev + the set-aside test splits (training.json)
     model_threshold: float | None = Field(None, ge=0, le=1)  # the model alone flags from here
     model_veto: float | None = Field(None, ge=0, le=1)  # sound-alike matches the model puts below drop
     # a match of an entry of weight < 1 (a form often innocent), however exact, drops when the

@@ -184,7 +184,8 @@ class Classifier:
         found: tuple | None = None,
     ) -> Classification:
         """Lexicon scores, raised when the model agrees; sound-alike matches the model finds
-        implausible are dropped; the model alone flags what it is confident about.  ``found``:
+        implausible are dropped, and so are matches of entries weighed under 1 that it does not
+        believe (``model_dismiss``); the model alone flags what it is confident about.  ``found``:
         the utterance's ``findings``, when the caller has them (the fusion tuning tries many
         thresholds on the same utterances); they are not changed."""
         c = self.config
