@@ -183,6 +183,12 @@ def test_the_next_test_split_is_sealed():
     assert len(said) == 723 and all(s["id"].startswith("r") for s in said)
     counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
     assert len(counts) == 17 and min(counts.values()) >= 23
+    # read aloud once each, sealed like them (test rows, for when the split becomes the test)
+    rows = read_jsonl(DATA / "next_test" / "asr.jsonl")
+    assert {r["split"] for r in rows} == {"test"}
+    by_id = {s["id"]: s for s in said}
+    assert sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
+    assert all(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
     seen = said_in(
         ("train", "train_extra", "dev", "test", *SET_ASIDE),
         (
