@@ -489,32 +489,37 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
     # the model-only threshold decides only which model-only labels there are (each scores at least
     # min_score, 0.5): fuse once per setting at the lowest threshold, then keep the model-only
     # labels whose probability reaches each threshold (checked against a direct run below)
-    tried = {}
-    for (veto, dismiss), ag in itertools.product(VETOES, agreements):
-        labelled = [
+    def fused_once(veto, dismiss, ag):  # (code, probability if model-only else None) per label
+        return [
             [
                 (lab.code, p[lab.code] if all(e.kind == "model" for e in lab.evidence) else None)
                 for lab in labs
             ]
             for labs, (p, _) in zip(fuse_all(min(THRESHOLDS), veto, dismiss, ag), scores, strict=True)
         ]
+
+    def at(labelled, thr):
+        return [{code for code, p in labs if p is None or p >= thr} for labs in labelled]
+
+    tried = {}  # setting -> (key, macro-F1, highest FPR); predictions are not kept (1,680 settings)
+    for (veto, dismiss), ag in itertools.product(VETOES, agreements):
+        labelled = fused_once(veto, dismiss, ag)
         for thr in THRESHOLDS:
-            pred = [{code for code, p in labs if p is None or p >= thr} for labs in labelled]
+            pred = at(labelled, thr)
             s = score_labels(gold_tune, pred)
             # the best macro-F1 over all of them that keeps benign false positives at or under
             # FPR_CAP in each: pooled, dev's lower rate would hide the others', written like test
             fpr = max(score_labels(gold_tune[a:b], pred[a:b])["fpr"] for a, b in parts)
             key = (fpr <= FPR_CAP, s["macro_f1"] - max(0.0, fpr - FPR_CAP))
-            tried[thr, veto, dismiss, ag] = (key, s["macro_f1"], fpr, pred)
+            tried[thr, veto, dismiss, ag] = (key, s["macro_f1"], fpr)
     best = None
     for thr, (veto, dismiss), ag in itertools.product(THRESHOLDS, VETOES, agreements):  # first best wins
         if best is None or tried[thr, veto, dismiss, ag][0] > tried[best][0]:
             best = (thr, veto, dismiss, ag)
     thr, veto, dismiss, agree = best
-    _, tune_f1, tune_fpr, pred = tried[best]
-    assert pred == [{lab.code for lab in labs} for labs in fuse_all(*best)], (
-        "fast tuning disagrees with _fuse"
-    )
+    _, tune_f1, tune_fpr = tried[best]
+    pred = [{lab.code for lab in labs} for labs in fuse_all(*best)]
+    assert pred == at(fused_once(veto, dismiss, agree), thr), "fast tuning disagrees with _fuse"
     by_set = {}
     for name, (a, b) in zip(TUNE, parts, strict=True):
         s = score_labels(gold_tune[a:b], pred[a:b])
