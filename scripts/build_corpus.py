@@ -18,8 +18,8 @@ Steps, all deterministic for a given ``--seed``:
    negatives are strata of their own) so every label has groups in every split; small
    labels get extra test groups until they have enough test items.  The groups this puts in
    test, the first test split, which decided too many changes to stay a test, train the model
-   last (``train_extra.jsonl``, with ``data/fresh`` and the third, fourth and fifth test
-   splits, ``data/test{3,4,5}/sentences.jsonl``, scored once): test is
+   last (``train_extra.jsonl``, with ``data/fresh`` and the third, fourth, fifth and seventh
+   test splits, ``data/test{3,4,5,7}/sentences.jsonl``, scored once): test is
    ``data/test/sentences.jsonl``, sentences written apart from everything else; the second and
    sixth test splits (``data/test{2,6}/sentences.jsonl``), scored and then used to choose
    models and tune the fusion, are set aside (``test2.jsonl``, ``test6.jsonl``: trained on by
@@ -59,13 +59,14 @@ DEFAULT_TEST = REPO_ROOT / "data" / "test" / "sentences.jsonl"  # the test split
 DEFAULT_FRESH = REPO_ROOT / "data" / "fresh" / "sentences.jsonl"  # written dev sentences, now trained on
 DEFAULT_TEST3 = REPO_ROOT / "data" / "test3" / "sentences.jsonl"  # the third test split, now trained on
 TRAIN_EXTRA = "train_extra"  # held-out written sentences that train the model since the third test split
-TEST_ID = "q"  # test sentence ids: q0001, q0002, ... (the seventh test split)
+TEST_ID = "r"  # test sentence ids: r0001, r0002, ... (the eighth test split)
 # test splits scored once, set aside for a while, now trained on through train_extra.jsonl as
 # written and as read aloud (transcripts ``asr_<name>.jsonl``), without disguised copies: room
-# under MAX_TRAINED for two more writers' cohorts.  Name: (sentence id letter, sentences)
+# under MAX_TRAINED for three more writers' cohorts.  Name: (sentence id letter, sentences)
 TRAINED_TESTS = {
     "test4": ("m", REPO_ROOT / "data" / "test4" / "sentences.jsonl"),
     "test5": ("n", REPO_ROOT / "data" / "test5" / "sentences.jsonl"),
+    "test7": ("q", REPO_ROOT / "data" / "test7" / "sentences.jsonl"),
 }
 
 # fmt: off
@@ -80,7 +81,8 @@ LABELS = [
 ]
 # fmt: on
 SPLITS = ("train", "dev", "test")
-# rows train_classifier.py trains on (train.jsonl, train_extra.jsonl, the ASR files' train rows).
+# rows train_classifier.py trains on (train.jsonl, train_extra.jsonl, the ASR files' train rows;
+# each (normalised text, labels) pair once).
 # Batches of like lengths (train_classifier.length_batches) made an epoch of 51,192 rows 1.23
 # minutes on a slow 2-core machine (1.47 in random batches), so 10 epochs of this many fit in 13
 MAX_TRAINED = 56_000
@@ -231,8 +233,8 @@ def train_extra_rows(rows_by_split: dict, first_split: list[dict], args) -> list
     ``data/fresh/asr.jsonl``) and the third test split, scored once (``data/test3``, transcripts
     ``asr_test3.jsonl``): sentences by many writers, a third of the benign ones hard negatives,
     which the sources' own phrasings lacked (the second test split's benign false positives,
-    5.4%, were mostly the model's, on such lines).  Then the fourth and fifth test splits
-    (``TRAINED_TESTS``), as written and read aloud only.  Nothing near a dev or test phrasing (bigram
+    5.4%, were mostly the model's, on such lines).  Then the fourth, fifth and seventh test
+    splits (``TRAINED_TESTS``), as written and read aloud only.  Nothing near a dev or test phrasing (bigram
     Jaccard >= 0.7) is kept.  Built after everything else, so no split changes; each batch
     comes after the ones trained on before it."""
     from make_asr_corpus import CorpusError, load_sentences, read_jsonl
@@ -956,12 +958,26 @@ def print_tables(rows_by_split):
         print(f"{'source=' + src:36s}" + "".join(f"{n:8d}" for n in counts) + f"{sum(counts):8d}")
 
 
-def run_checks(rows_by_split, groups, assign, extra_rows=(), asr_train=0) -> list[str]:
+def distinct_count(rows: list[dict]) -> int:
+    """How many rows train_classifier.py trains on (``distinct``: a (normalised text, labels)
+    pair once)."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from pipeline.classify.normalize import Normalizer, VariantTable
+    from pipeline.config import load_config
+
+    normalize = Normalizer(VariantTable.load(load_config().classifier.variant_table))
+    return len({(normalize(r["text"]).text, tuple(sorted(r["labels"]))) for r in rows})
+
+
+def run_checks(rows_by_split, groups, assign, extra_rows=(), asr_train=0, trained_rows=None) -> list[str]:
     """The corpus's checks; ``extra_rows`` (train_extra.jsonl) count as train for leakage, and
-    with the ``asr_train`` transcripts towards what the model trains on."""
+    with the ``asr_train`` transcripts towards what the model trains on (``trained_rows``, all
+    of them, when given: counted as the trainer counts them)."""
     fails = []
     n = {sp: len(rows_by_split[sp]) for sp in SPLITS}
     trained = n["train"] + len(extra_rows) + asr_train  # what train_classifier.py reads as train
+    if trained_rows is not None:  # ... and trains on: each (normalised text, labels) pair once
+        trained = distinct_count(trained_rows)
     if not 5000 <= trained <= MAX_TRAINED:
         fails.append(
             f"the model would train on {trained:,} rows (want 5,000-{MAX_TRAINED:,}: training must "
@@ -1129,7 +1145,7 @@ def build(args) -> int:
         + " items"
     )
     print(
-        f"{TRAIN_EXTRA}: {len(extra_rows)} items (the first, third, fourth and fifth test splits, data/fresh, transcripts)"
+        f"{TRAIN_EXTRA}: {len(extra_rows)} items (the first, third, fourth, fifth and seventh test splits, data/fresh, transcripts)"
     )
     near = near_duplicates(rows_by_split)
     print(f"\nnear-duplicates (char-bigram Jaccard >= 0.7) of dev/test phrasings in train: {len(near)}")
@@ -1137,14 +1153,15 @@ def build(args) -> int:
         print(f"  {sp} {j:.2f} {r['text']}  ~  {t['text']}  [{r['group']} / {t['group']}]")
     from make_asr_corpus import read_jsonl
 
-    asr_train = sum(
-        1
+    asr_train = [
+        r
         for f in ("asr.jsonl", "asr_train.jsonl")
         if (args.out / f).is_file()
         for r in read_jsonl(args.out / f)
         if r["split"] == "train"
-    )
-    fails = run_checks(rows_by_split, groups, assign, extra_rows, asr_train)
+    ]
+    trained = rows_by_split["train"] + extra_rows + asr_train
+    fails = run_checks(rows_by_split, groups, assign, extra_rows, len(asr_train), trained)
     print("\nchecks: " + ("all passed" if not fails else "FAILED"))
     for f in fails:
         print("  - " + f)

@@ -16,7 +16,7 @@ CORPUS = DATA / "corpus"
 # test splits scored and set aside (trained on by nothing; they tune the fusion): id letter, size
 SET_ASIDE = {"test2": ("h", 768), "test6": ("p", 744)}
 # test splits scored once, then trained on as written and as read aloud (train_extra.jsonl)
-TRAINED = {"test3": ("k", 745), "test4": ("m", 762), "test5": ("n", 758)}
+TRAINED = {"test3": ("k", 745), "test4": ("m", 762), "test5": ("n", 758), "test7": ("q", 739)}
 
 
 def plain(text: str) -> str:
@@ -84,10 +84,10 @@ def test_no_train_item_repeats_a_held_out_phrasing(held_out):
 def test_the_test_split_is_sentences_written_for_it_and_only_ever_tested_on():
     """``data/test/``: the test split is sentences written for it alone, as written, disguised
     and read aloud once; none may be a near-copy of anything the model trains on or is tuned on
-    (train and everything added to it, dev, every sentence read aloud for them, and the six
+    (train and everything added to it, dev, every sentence read aloud for them, and the seven
     earlier test splits)."""
     said = read_jsonl(DATA / "test" / "sentences.jsonl")
-    assert len(said) == 739 and all(s["id"].startswith("q") for s in said)
+    assert len(said) == 723 and all(s["id"].startswith("r") for s in said)
     counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
     assert len(counts) == 17 and min(counts.values()) >= 23  # every label, and harmless talk
     assert counts["benign"] >= len(said) * 0.45
@@ -160,7 +160,7 @@ def test_the_sixth_test_split_is_trained_on_by_nothing():
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_a_test_split_scored_once_trains_the_model_now(name):
-    """The third, fourth and fifth test splits were scored once; they train the model now
+    """The third, fourth, fifth and seventh test splits were scored once; they train the model now
     (``train_extra.jsonl``): every sentence as written and each one's transcript."""
     letter, size = TRAINED[name]
     said = read_jsonl(DATA / name / "sentences.jsonl")
@@ -176,19 +176,24 @@ def test_a_test_split_scored_once_trains_the_model_now(name):
 
 
 def test_the_next_test_split_is_sealed():
-    """``data/next_test/``: sentences written for the next test split (the eighth), screened
+    """``data/next_test/``: sentences written for the next test split (the ninth), screened
     like the test split's against every text the project has (the test split's included);
-    nothing reads them yet, so they copy nothing trained on, tuned on or tested on."""
+    nothing reads them yet, so they copy nothing trained on, tuned on or tested on.  Failures
+    give counts only: the sentences stay unread until the split is scored."""
     said = read_jsonl(DATA / "next_test" / "sentences.jsonl")
-    assert len(said) == 723 and all(s["id"].startswith("r") for s in said)
+    size, letters = len(said), {s["id"][0] for s in said}
+    assert (size, letters) == (726, {"u"})
     counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
     assert len(counts) == 17 and min(counts.values()) >= 23
     # read aloud once each, sealed like them (test rows, for when the split becomes the test)
-    rows = read_jsonl(DATA / "next_test" / "asr.jsonl")
-    assert {r["split"] for r in rows} == {"test"}
-    by_id = {s["id"]: s for s in said}
-    assert sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
-    assert all(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
+    asr = DATA / "next_test" / "asr.jsonl"
+    if asr.is_file():
+        rows = read_jsonl(asr)
+        by_id = {s["id"]: s for s in said}
+        splits = {r["split"] for r in rows}
+        same_ids = sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
+        said_as_written = all(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
+        assert (splits, same_ids, said_as_written) == ({"test"}, True, True)
     seen = said_in(
         ("train", "train_extra", "dev", "test", *SET_ASIDE),
         (
@@ -204,7 +209,8 @@ def test_the_next_test_split_is_sealed():
         for name in ("test", *TRAINED, *SET_ASIDE)
         for s in read_jsonl(DATA / name / "sentences.jsonl")
     ]
-    assert not near_copies(said, seen)
+    near = len(near_copies(said, seen))
+    assert near == 0
 
 
 def test_the_first_test_split_and_the_fresh_sentences_train_the_model():
@@ -229,3 +235,30 @@ def test_the_first_test_split_and_the_fresh_sentences_train_the_model():
     assert sum(r["aug"] not in ("none", "asr") for r in extra) >= len(said)
     counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
     assert len(counts) == 17 and min(counts.values()) >= 17  # every label, and harmless talk
+
+
+def test_a_disguise_the_normaliser_undoes_is_trained_on_once():
+    """``train_classifier.distinct``: the model reads normalised text, so a traditional or
+    separated copy that normalises to its original is the same row; trained on once, it neither
+    weighs its sentence double nor costs time.  The same words with other labels stay."""
+    import importlib.util
+
+    from pipeline.classify.normalize import Normalizer, VariantTable
+    from pipeline.config import load_config
+
+    spec = importlib.util.spec_from_file_location(
+        "train_classifier", DATA.parent / "scripts" / "train_classifier.py"
+    )
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    normalize = Normalizer(VariantTable.load(load_config().classifier.variant_table))
+    rows = [
+        {"text": "这个国家级认证的面霜，全网最低价", "labels": ["false_claim.absolute_term"]},
+        {"text": "這個國家級認證的面霜，全網最低價", "labels": ["false_claim.absolute_term"]},
+        {"text": "这个国⭐家级认证的面⭐霜，全网最低价", "labels": ["false_claim.absolute_term"]},
+        {"text": "这个guo家级认证的面霜，全网最低价", "labels": ["false_claim.absolute_term"]},
+        {"text": "这个国家级认证的面霜，全网最低价", "labels": []},
+    ]
+    kept, texts = train.distinct(rows, [normalize(r["text"]).text for r in rows])
+    assert [rows.index(r) for r in kept] == [0, 3, 4]
+    assert texts == [normalize(rows[i]["text"]).text for i in (0, 3, 4)]
