@@ -144,8 +144,8 @@ SALTED = "tedhkmnpqru"  # sentence id letters with their own draws (all but the 
 def sentence_rng(sid: str, salt: int) -> np.random.Generator:
     """An RNG that depends only on the sentence id (so --limit runs agree with full runs)."""
     # picked train-only (t0001), evaluation (e0001), fresh (d0001), second and third test split
-    # (h0001, k0001), fourth (m0001), fifth (n0001), sixth (p0001), seventh (q0001), test (r0001)
-    # and next test split (u0001) sentences must not replay s0001's
+    # (h0001, k0001), fourth (m0001), fifth (n0001), sixth (p0001), seventh (q0001), eighth
+    # (r0001) and test split (u0001) sentences must not replay s0001's
     if sid[0] in SALTED:
         salt += 100 * (SALTED.index(sid[0]) + 1)  # t: 100, e: 200, ..., r: 1000, u: 1100
     return np.random.default_rng([SEED, salt, int(sid[1:])])

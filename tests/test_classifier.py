@@ -109,6 +109,10 @@ def test_traditional_characters(clf):
         ("有人在评论区发带单赚钱的广告，房管帮我踢一下", "condemned"),
         ("评论区有人叫我脱衣服，请你尊重一下，再说我就拉黑了", "condemned"),
         ("之前有同行因为刷单被平台封店了", "reported_speech"),
+        # read in the eighth test split's false alarms
+        ("蜂蜜就是好吃的食品，说它包治百病的都是瞎说", "debunked"),
+        ("有个粉丝被骗去做刷单，垫了几千块钱都没要回来，大家引以为戒", "warning"),
+        ("我们家只卖正品，高仿的咱坚决不碰", "refused_after"),
     ],
 )
 def test_context_rules_suppress_and_say_why(clf, text, rule):
@@ -158,6 +162,7 @@ def test_context_rules_do_not_swallow_real_offers(clf, text, code):
         *("最近天气冷了", "这是我们第一次来杭州", "第一步先洗脸", "最后三件了"),
         *("这款雪茄色的皮鞋很百搭", "孩子考了全班第一，奖励一台学习机", "这把喷漆枪刷墙很快"),
         *("这把牙刷单支装，想多买的拍四支装", "冬天脱衣服老是起静电", "这个行李箱我站上去给你们看"),
+        *("拖把我现场拖给你们看，这块地刚洒了酱油", "这个口红我涂给你们看，黄皮涂上显白"),
     ],
 )
 def test_substring_traps(clf, text):
@@ -367,12 +372,14 @@ def test_a_match_the_model_does_not_believe_is_dismissed_and_listed():
 def test_the_model_dismisses_nothing_in_a_line_with_a_phone_or_id_number():
     """Runs of seven or more digits are all but absent from training, and the model reads a
     request for an ID number as harmless once the numbers are in it (p about 0.004, 0.985
-    without): the lexicon's 身份证号 (weight 0.9) is not dismissed there."""
+    without, with the model of the seventh split): the lexicon's 身份证号 (weight 0.9) is not
+    dismissed there, whatever ``model_dismiss`` is (0.5 here, where the shipped model's p, about
+    0.3 now, would dismiss it)."""
     text = "想要的家人打我电话13812345678，身份证号110101199003071234发我"
-    clf = Classifier(ClassifierConfig())
+    clf = Classifier(ClassifierConfig(model_dismiss=0.5))
     clf.setup()
     ((probs, _),) = clf.model.predict_with_agreement([clf.normalize(text).text])
-    assert probs["fraud.info_phishing"] < clf.model.fusion["model_dismiss"]
+    assert probs["fraud.info_phishing"] < clf.config.model_dismiss
     label = next(lab for lab in clf.classify(text).labels if lab.code == "fraud.info_phishing")
     assert [ev.match for ev in label.evidence] == ["身份证号"]
 

@@ -16,7 +16,12 @@ CORPUS = DATA / "corpus"
 # test splits scored and set aside (trained on by nothing; they tune the fusion): id letter, size
 SET_ASIDE = {"test2": ("h", 768), "test6": ("p", 744)}
 # test splits scored once, then trained on as written and as read aloud (train_extra.jsonl)
-TRAINED = {"test3": ("k", 745), "test4": ("m", 762), "test5": ("n", 758), "test7": ("q", 739)}
+TRAINED = {
+    "test3": ("k", 745),
+    "test4": ("m", 762),
+    "test5": ("n", 758),
+    "test7": ("q", 739),
+}
 
 
 def plain(text: str) -> str:
@@ -84,12 +89,12 @@ def test_no_train_item_repeats_a_held_out_phrasing(held_out):
 def test_the_test_split_is_sentences_written_for_it_and_only_ever_tested_on():
     """``data/test/``: the test split is sentences written for it alone, as written, disguised
     and read aloud once; none may be a near-copy of anything the model trains on or is tuned on
-    (train and everything added to it, dev, every sentence read aloud for them, and the seven
+    (train and everything added to it, dev, every sentence read aloud for them, and the eight
     earlier test splits)."""
     said = read_jsonl(DATA / "test" / "sentences.jsonl")
-    assert len(said) == 723 and all(s["id"].startswith("r") for s in said)
+    assert len(said) == 722 and all(s["id"].startswith("u") for s in said)
     counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
-    assert len(counts) == 17 and min(counts.values()) >= 23  # every label, and harmless talk
+    assert len(counts) == 17 and min(counts.values()) >= 21  # every label, and harmless talk
     assert counts["benign"] >= len(said) * 0.45
 
     test = read_jsonl(CORPUS / "test.jsonl")
@@ -110,11 +115,13 @@ def test_the_test_split_is_sentences_written_for_it_and_only_ever_tested_on():
             "asr.jsonl",
             "asr_train.jsonl",
             "asr_eval.jsonl",
-            *(f"asr_{n}.jsonl" for n in (*TRAINED, *SET_ASIDE)),
+            *(f"asr_{n}.jsonl" for n in (*TRAINED, *SET_ASIDE, "test8")),
         ),
     )
     seen += [
-        s["text"] for name in (*TRAINED, *SET_ASIDE) for s in read_jsonl(DATA / name / "sentences.jsonl")
+        s["text"]
+        for name in (*TRAINED, *SET_ASIDE, "test8")
+        for s in read_jsonl(DATA / name / "sentences.jsonl")
     ]
     assert not near_copies(said, seen)
 
@@ -175,42 +182,17 @@ def test_a_test_split_scored_once_trains_the_model_now(name):
     assert all(r["text"] in texts for r in rows)
 
 
-def test_the_next_test_split_is_sealed():
-    """``data/next_test/``: sentences written for the next test split (the ninth), screened
-    like the test split's against every text the project has (the test split's included);
-    nothing reads them yet, so they copy nothing trained on, tuned on or tested on.  Failures
-    give counts only: the sentences stay unread until the split is scored."""
-    said = read_jsonl(DATA / "next_test" / "sentences.jsonl")
-    size, letters = len(said), {s["id"][0] for s in said}
-    assert (size, letters) == (726, {"u"})
-    counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
-    assert len(counts) == 17 and min(counts.values()) >= 23
-    # read aloud once each, sealed like them (test rows, for when the split becomes the test)
-    asr = DATA / "next_test" / "asr.jsonl"
-    if asr.is_file():
-        rows = read_jsonl(asr)
-        by_id = {s["id"]: s for s in said}
-        splits = {r["split"] for r in rows}
-        same_ids = sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
-        said_as_written = all(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
-        assert (splits, same_ids, said_as_written) == ({"test"}, True, True)
-    seen = said_in(
-        ("train", "train_extra", "dev", "test", *SET_ASIDE),
-        (
-            "asr.jsonl",
-            "asr_train.jsonl",
-            "asr_eval.jsonl",
-            "asr_test.jsonl",
-            *(f"asr_{n}.jsonl" for n in (*TRAINED, *SET_ASIDE)),
-        ),
-    )
-    seen += [
-        s["text"]
-        for name in ("test", *TRAINED, *SET_ASIDE)
-        for s in read_jsonl(DATA / name / "sentences.jsonl")
-    ]
-    near = len(near_copies(said, seen))
-    assert near == 0
+def test_the_eighth_test_split_is_a_development_set_read_by_nothing():
+    """The eighth test split was scored once and its false alarms read; no script trains or
+    tunes on it (the shipped model was trained before it was scored)."""
+    said = read_jsonl(DATA / "test8" / "sentences.jsonl")
+    assert len(said) == 723 and all(s["id"].startswith("r") for s in said)
+    rows = read_jsonl(CORPUS / "asr_test8.jsonl")
+    assert {r["split"] for r in rows} == {"retired"}
+    assert sorted(r["reference"] for r in rows) == sorted(s["text"] for s in said)
+    texts = {plain(s["text"]) for s in said} | {plain(r["text"]) for r in rows}
+    for name in ("train", "train_extra", "dev", "test", *SET_ASIDE):
+        assert not texts & {plain(r["text"]) for r in read_jsonl(CORPUS / f"{name}.jsonl")}
 
 
 def test_the_first_test_split_and_the_fresh_sentences_train_the_model():

@@ -119,6 +119,7 @@ WARNINGS = (
     "爱护野生动物",
     "保护野生动物",
     "投资有风险",
+    "引以为戒",  # 有个粉丝被骗去做刷单，钱都没要回来，大家引以为戒
 )
 
 # the speaker says the claim or offer is false: 说是央视推荐，其实都是假的
@@ -137,6 +138,8 @@ DEBUNKS = (
     *("冤枉钱", "上当受骗", "是误会", "别理"),
     # a victim's story: 我妈被拉进炒股群交了会员费，钱到现在没追回来
     *("被骗了", "没追回来", "追不回来", "要不回来"),
+    # the claim called nonsense: 说它包治百病的都是瞎说 (read in the eighth test split's false alarms)
+    *("瞎说", "胡说", "胡扯"),
 )
 NOT_DEBUNK = (
     *("不是假的", "没有假的", "不会是假的", "绝不是假的"),
@@ -167,6 +170,7 @@ REFUSAL_WINDOW = 8  # characters after the match
 SUBJECTS = (
     "我们",
     "咱们",
+    "咱",  # 高仿的咱坚决不碰
     "我这",
     "我",
     "这里",
