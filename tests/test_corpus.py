@@ -195,6 +195,44 @@ def test_the_eighth_test_split_is_a_development_set_read_by_nothing():
         assert not texts & {plain(r["text"]) for r in read_jsonl(CORPUS / f"{name}.jsonl")}
 
 
+def test_the_next_test_split_is_sealed():
+    """``data/next_test/``: sentences written for the next test split (the tenth), screened like
+    the test split's against every text the project has (the test split's included); nothing
+    reads them yet, so they copy nothing trained on, tuned on or tested on.  Failures give
+    counts only: the sentences stay unread until the split is scored."""
+    said = read_jsonl(DATA / "next_test" / "sentences.jsonl")
+    size, letters = len(said), {s["id"][0] for s in said}
+    assert (size, letters) == (728, {"v"})
+    counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
+    assert len(counts) == 17 and min(counts.values()) >= 23
+    # read aloud once each, sealed like them (test rows, for when the split becomes the test)
+    asr = DATA / "next_test" / "asr.jsonl"
+    if asr.is_file():
+        rows = read_jsonl(asr)
+        by_id = {s["id"]: s for s in said}
+        splits = {r["split"] for r in rows}
+        same_ids = sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
+        said_as_written = all(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
+        assert (splits, same_ids, said_as_written) == ({"test"}, True, True)
+    seen = said_in(
+        ("train", "train_extra", "dev", "test", *SET_ASIDE),
+        (
+            "asr.jsonl",
+            "asr_train.jsonl",
+            "asr_eval.jsonl",
+            "asr_test.jsonl",
+            *(f"asr_{n}.jsonl" for n in (*TRAINED, *SET_ASIDE, "test8")),
+        ),
+    )
+    seen += [
+        s["text"]
+        for name in ("test", *TRAINED, *SET_ASIDE, "test8")
+        for s in read_jsonl(DATA / name / "sentences.jsonl")
+    ]
+    near = len(near_copies(said, seen))
+    assert near == 0
+
+
 def test_the_first_test_split_and_the_fresh_sentences_train_the_model():
     """Written sentences once held out, now train (``train_extra.jsonl``): the first test split,
     with its transcripts (``retired`` rows of ``asr.jsonl`` and ``asr_eval.jsonl``), and
