@@ -87,7 +87,7 @@ def load_splits(data: Path, extra: list[Path]) -> dict[str, list[dict]]:
 def distinct(rows: list[dict], texts: list[str]) -> tuple[list[dict], list[str]]:
     """Each (normalised text, labels) pair once, in first-seen order.  A disguised copy that
     normalisation undoes (國家 → 国家, 加⭐微⭐信 → 加微信) is its original again; trained on twice
-    it would only weigh its sentence double and cost time (about 2,300 of the rows)."""
+    it would only weigh its sentence double and cost time (12,974 of 57,417 rows)."""
     seen: set[tuple[str, tuple[str, ...]]] = set()
     keep = []
     for i, (row, text) in enumerate(zip(rows, texts, strict=True)):
