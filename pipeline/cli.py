@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("classify", help="classify text lines or JSONL ({id, text})")
     c.add_argument("file", nargs="?", default="-", help="input file, or - for stdin")
     c.add_argument("--out", help="output JSONL file (default: stdout)")
+    c.add_argument(
+        "--transcripts",
+        action="store_true",
+        help='every line is our ASR\'s output (else only JSONL rows with "source": "asr"): fused with the '
+        "thresholds tuned on transcripts",
+    )
     _common(c)
 
     e = sub.add_parser("eval", help="score the classifier on labelled JSONL, or a batch run on truth")
@@ -286,7 +292,10 @@ def _read_texts(file: str) -> list[dict]:
                     raise ValueError(f"{file}:{n}: bad JSON: {exc.msg}") from None
                 if "text" not in obj:
                     raise ValueError(f"{file}:{n}: JSON object without a 'text' field")
-                items.append({"id": obj.get("id", n), "text": str(obj["text"])})
+                item = {"id": obj.get("id", n), "text": str(obj["text"])}
+                if "source" in obj:  # "asr": our ASR's transcript
+                    item["source"] = obj["source"]
+                items.append(item)
             else:
                 items.append({"id": n, "text": line})
     return items
@@ -300,7 +309,7 @@ def cmd_classify(args) -> int:
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
     try:
         for item in items:
-            result = clf.classify(item["text"]).to_dict()
+            result = clf.classify(item["text"], args.transcripts or item.get("source") == "asr").to_dict()
             out.write(json.dumps({**item, **result}, ensure_ascii=False) + "\n")
     finally:
         if args.out:
@@ -325,7 +334,10 @@ def cmd_eval(args) -> int:
     rows = [row for path in args.labelled for row in read_jsonl(path)]
     clf = Classifier(_config(args).classifier)
     gold = [set(r.get("labels", [])) for r in rows]
-    pred = [{lab.code for lab in result.labels} for result in clf.classify_many([r["text"] for r in rows])]
+    heard = [r.get("source") == "asr" for r in rows]  # transcripts: fused as the pipeline fuses its own
+    pred = [
+        {lab.code for lab in result.labels} for result in clf.classify_many([r["text"] for r in rows], heard)
+    ]
     print(f"classifier {clf.version} on {' + '.join(args.labelled)} ({len(rows)} items)")
     print(format_scores(score_labels(gold, pred)))
     if any("aug" in r for r in rows):

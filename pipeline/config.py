@@ -131,6 +131,10 @@ class ClassifierConfig(_Section):
     # every reader give at least this: a rule misled by a misheard word (Whisper's 也没门看我这身材
     # for 姐妹们看我这身材 reads as a negation); None: never
     model_overrule: float | None = Field(0.95, ge=0, le=1)
+    # our ASR's transcripts (the batch and live pipelines' text; classify/eval rows with
+    # "source": "asr") get the fusion thresholds tuned on transcripts (training.json fusion.asr);
+    # false: the written-text ones for all.  The model_* values above override both
+    transcript_fusion: bool = True
     model_threads: int | None = Field(None, ge=1)  # torch threads for the model (None: torch default)
     reload_interval_s: float | None = Field(2.0, ge=0)  # check lexicon files for edits; null: never
     negation_window: int = Field(6, ge=0)  # characters before a match searched for negation

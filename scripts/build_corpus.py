@@ -18,15 +18,17 @@ Steps, all deterministic for a given ``--seed``:
    negatives are strata of their own) so every label has groups in every split; small
    labels get extra test groups until they have enough test items.  The groups this puts in
    test, the first test split, which decided too many changes to stay a test, train the model
-   last (``train_extra.jsonl``, with ``data/fresh`` and the third, fourth, fifth and seventh
-   test splits, ``data/test{3,4,5,7}/sentences.jsonl``, scored once): test is
-   ``data/test/sentences.jsonl``, sentences written apart from everything else; the second and
-   sixth test splits (``data/test{2,6}/sentences.jsonl``), scored and then used to choose
-   models and tune the fusion, are set aside (``test2.jsonl``, ``test6.jsonl``: trained on by
-   nothing);
+   last (``train_extra.jsonl``, with ``data/fresh`` and the third, fourth, fifth, seventh and
+   eighth test splits, ``data/test{3,4,5,7,8}/sentences.jsonl``, scored once): test is
+   ``data/test/sentences.jsonl``, sentences written apart from everything else; the second,
+   sixth and ninth test splits (``data/test{2,6,9}/sentences.jsonl``), scored and then used to
+   choose models and tune the fusion, are set aside (``test2.jsonl``, ``test6.jsonl``,
+   ``test9.jsonl``: trained on by nothing);
 3. add augmented copies of each item (same group, same split, tagged ``aug``) that imitate
    evasion and noisy text: traditional, separator, pinyin, homophone, numeral, repeat,
-   emoji; benign items are augmented exactly like violations;
+   emoji; benign items are augmented exactly like violations; and, in train only, copies
+   garbled as our Whisper garbles noisy speech (``AsrSimulator``, learned from the trained
+   transcripts);
 4. write JSONL and print counts per split x label and per split x aug, a near-duplicate
    report (test/dev phrasings against train) and the checks the corpus must pass.
 """
@@ -59,7 +61,7 @@ DEFAULT_TEST = REPO_ROOT / "data" / "test" / "sentences.jsonl"  # the test split
 DEFAULT_FRESH = REPO_ROOT / "data" / "fresh" / "sentences.jsonl"  # written dev sentences, now trained on
 DEFAULT_TEST3 = REPO_ROOT / "data" / "test3" / "sentences.jsonl"  # the third test split, now trained on
 TRAIN_EXTRA = "train_extra"  # held-out written sentences that train the model since the third test split
-TEST_ID = "u"  # test sentence ids: u0002, u0003, ... (the ninth test split)
+TEST_ID = "v"  # test sentence ids: v0001, v0002, ... (the tenth test split)
 # test splits scored once, set aside for a while, now trained on through train_extra.jsonl as
 # written and as read aloud (transcripts ``asr_<name>.jsonl``), without disguised copies: room
 # under MAX_TRAINED for three more writers' cohorts.  Name: (sentence id letter, sentences)
@@ -67,9 +69,8 @@ TRAINED_TESTS = {
     "test4": ("m", REPO_ROOT / "data" / "test4" / "sentences.jsonl"),
     "test5": ("n", REPO_ROOT / "data" / "test5" / "sentences.jsonl"),
     "test7": ("q", REPO_ROOT / "data" / "test7" / "sentences.jsonl"),
+    "test8": ("r", REPO_ROOT / "data" / "test8" / "sentences.jsonl"),
 }
-# the eighth test split (r, data/test8 + asr_test8.jsonl): scored once, then a development set
-# (its false alarms were read); read by nothing here, so the shipped model's data stays as it was
 
 # fmt: off
 LABELS = [
@@ -94,6 +95,7 @@ RETIRED = "retired"  # the first test split's groups: trained on through train_e
 SET_ASIDE = {
     "test2": ("h", REPO_ROOT / "data" / "test2" / "sentences.jsonl"),  # scored twice
     "test6": ("p", REPO_ROOT / "data" / "test6" / "sentences.jsonl"),  # scored once
+    "test9": ("u", REPO_ROOT / "data" / "test9" / "sentences.jsonl"),  # scored once
 }
 RATIOS = {"train": 0.70, "dev": 0.15, "test": 0.15}
 AUGS = ("none", "traditional", "separator", "pinyin", "homophone", "numeral", "repeat", "emoji")
@@ -235,8 +237,8 @@ def train_extra_rows(rows_by_split: dict, first_split: list[dict], args) -> list
     ``data/fresh/asr.jsonl``) and the third test split, scored once (``data/test3``, transcripts
     ``asr_test3.jsonl``): sentences by many writers, a third of the benign ones hard negatives,
     which the sources' own phrasings lacked (the second test split's benign false positives,
-    5.4%, were mostly the model's, on such lines).  Then the fourth, fifth and seventh test
-    splits (``TRAINED_TESTS``), as written and read aloud only.  Nothing near a dev or test phrasing (bigram
+    5.4%, were mostly the model's, on such lines).  Then the fourth, fifth, seventh and eighth
+    test splits (``TRAINED_TESTS``), as written and read aloud only.  Nothing near a dev or test phrasing (bigram
     Jaccard >= 0.7) is kept.  Built after everything else, so no split changes; each batch
     comes after the ones trained on before it."""
     from make_asr_corpus import CorpusError, load_sentences, read_jsonl
@@ -797,7 +799,17 @@ def split_groups(groups: list[dict], weight: dict[str, float], seed: int) -> dic
 # ----------------------------------------------------------------------------- reports
 
 
-ASR_SIM_P = 0.5  # share of train items (as written) that get one ASR-like copy
+ASR_SIM_P = 0.7  # share of train items (as written) that get one ASR-like copy
+# transcripts of sentences the model trains on, by file: the splits whose rows were trained on.
+# Their (what was said, what Whisper wrote) pairs teach AsrSimulator our ASR's mistakes; no
+# dev, tuning or test transcript is among them
+TRAINED_TRANSCRIPTS = {
+    "asr_train.jsonl": ("train",),
+    "asr.jsonl": ("train", "retired"),
+    "asr_eval.jsonl": ("retired",),
+    "asr_test3.jsonl": ("retired",),
+    **{f"asr_{name}.jsonl": ("retired",) for name in TRAINED_TESTS},
+}
 
 
 @functools.cache
@@ -814,43 +826,128 @@ def fuzzy_syllables(syl: str) -> set[str]:
     return set(_fuzzy_classes().get(fuzzy(syl), ())) - {syl}
 
 
-class AsrSimulator:
-    """Train-only copies that read like our ASR on noisy audio: one to three characters of a
-    sentence replaced by characters of the same toneless syllable, or of a syllable the phonetic
-    matcher hears as the same (``fuzzy_syllables``), anywhere in the sentence."""
+def transcript_pairs(corpus: Path) -> list[tuple[str, str]]:
+    """(what was said, what our Whisper wrote) for every trained transcript, Han characters only
+    (digits and punctuation are the normaliser's business)."""
+    from make_asr_corpus import read_jsonl
 
-    def __init__(self, han_pool: set[str]) -> None:
+    pairs = []
+    for name, splits in TRAINED_TRANSCRIPTS.items():
+        if (corpus / name).is_file():
+            pairs += [
+                ("".join(filter(is_han, r["reference"])), "".join(filter(is_han, r["text"])))
+                for r in read_jsonl(corpus / name)
+                if r["split"] in splits
+            ]
+    return pairs
+
+
+def one_letter_apart(a: str, b: str) -> bool:
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+class AsrSimulator:
+    """Train-only copies that read like our ASR on noisy audio, its mistakes learned from the
+    trained transcripts (``transcript_pairs``, aligned character by character):
+
+    - how garbled a sentence is: a character error rate drawn from the transcripts' own (median
+      about 0.2: a quarter of them 0.3 or worse, a tenth 0.05 or better);
+    - which character goes wrong: each Han character alike, replaced, dropped or doubled in the
+      transcripts' proportions (replaced 95%);
+    - what it becomes: what Whisper wrote for that character when it got it wrong (药 → 要, 码 →
+      马, 仿 → 访), the more often it was seen the likelier; otherwise a character of the same
+      toneless syllable (58% of replacements), of a syllable one letter apart (19%: ping → ting),
+      the phonetic matcher's fuzzy twin (3%: cha → za) or any character (20%), the ones Whisper
+      writes often first."""
+
+    def __init__(self, han_pool: set[str], pairs: list[tuple[str, str]]) -> None:
+        import difflib
+
+        wrote: Counter = Counter(ch for _, hyp in pairs for ch in hyp)
+        self.table: dict[str, Counter] = defaultdict(Counter)
+        kinds: Counter = Counter()  # same / near / fuzzy / other (replacements), drop, double
+        self.rates: list[float] = []
+        for ref, hyp in pairs:
+            errors = 0
+            for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, ref, hyp, autojunk=False).get_opcodes():
+                if op == "equal":
+                    continue
+                for a, b in zip(ref[i1:i2], hyp[j1:j2], strict=False):
+                    self.table[a][b] += 1
+                    kinds[self._relation(a, b)] += 1
+                kinds["drop"] += max(0, (i2 - i1) - (j2 - j1))
+                kinds["double"] += max(0, (j2 - j1) - (i2 - i1))
+                errors += max(i2 - i1, j2 - j1)
+            if ref:
+                self.rates.append(min(1.0, errors / len(ref)))
+        total = sum(kinds.values()) or 1
+        self.p_drop, self.p_double = kinds["drop"] / total, kinds["double"] / total
+        self.relations = {k: kinds[k] for k in ("same", "near", "fuzzy", "other")}
         self.by_syll: dict[str, list[str]] = defaultdict(list)
-        for ch in sorted(han_pool):
+        for ch in sorted(han_pool | set(wrote)):
             syl = lazy_pinyin(ch)[0]
             if syl.isalpha():
                 self.by_syll[syl].append(ch)
+        self.weight = {ch: wrote[ch] + 0.5 for chars in self.by_syll.values() for ch in chars}
+        sylls = sorted(self.by_syll)
+        self.near = {s: [t for t in sylls if one_letter_apart(s, t)] for s in sylls}
+        self.often = sorted(wrote, key=lambda ch: (-wrote[ch], ch))[:2000]
+
+    @staticmethod
+    def _relation(a: str, b: str) -> str:
+        pa, pb = lazy_pinyin(a)[0], lazy_pinyin(b)[0]
+        if pa == pb:
+            return "same"
+        if fuzzy(pa) == fuzzy(pb):
+            return "fuzzy"
+        return "near" if one_letter_apart(pa, pb) else "other"
+
+    def _replace(self, ch: str, rng: random.Random) -> str:
+        seen = self.table.get(ch)
+        n = sum(seen.values()) if seen else 0
+        if n and rng.random() < n / (n + 2):
+            keys = sorted(seen)
+            return rng.choices(keys, [seen[k] for k in keys])[0]
+        syl = lazy_pinyin(ch)[0]
+        kind = rng.choices(list(self.relations), list(self.relations.values()))[0]
+        if kind == "same":
+            sylls = [syl]
+        elif kind == "fuzzy":
+            sylls = sorted(fuzzy_syllables(syl))
+        elif kind == "near":
+            sylls = self.near.get(syl, [])
+        else:
+            sylls = []
+        pool = [c for s in sylls for c in self.by_syll.get(s, []) if c != ch]
+        if not pool:
+            return rng.choice(self.often) if self.often else ch
+        return rng.choices(pool, [self.weight[c] for c in pool])[0]
 
     def __call__(self, text: str, rng: random.Random) -> str | None:
-        sylls = lazy_pinyin(text, errors=lambda x: ["-"] * len(x))
-        if len(sylls) != len(text):
+        if sum(map(is_han, text)) < 4 or not self.rates:
             return None
-        cand = [i for i, ch in enumerate(text) if is_han(ch)]
-        if len(cand) < 4:
-            return None
-        n = min(3, max(1, round(len(cand) / 7 + rng.random() - 0.5)))
-        chars = list(text)
-        for i in rng.sample(cand, len(cand)):
-            if n == 0:
-                break
-            syl = sylls[i]
-            near = sorted(fuzzy_syllables(syl)) if rng.random() < 0.4 else []
-            pool = [c for s in (near or [syl]) for c in self.by_syll.get(s, []) if c != text[i]]
-            if pool:
-                chars[i] = rng.choice(pool)
-                n -= 1
-        out = "".join(chars)
-        return out if out != text else None
+        rate = rng.choice(self.rates)
+        out = []
+        for ch in text:
+            if not is_han(ch) or rng.random() >= rate:
+                out.append(ch)
+                continue
+            roll = rng.random()
+            if roll < self.p_drop:
+                continue
+            out.append(ch + ch if roll < self.p_drop + self.p_double else self._replace(ch, rng))
+        result = "".join(out)
+        return result if result != text else None
 
 
-def asr_copies(rows: list[dict], all_keys: set[str], seed: int) -> list[dict]:
+def asr_copies(rows: list[dict], all_keys: set[str], seed: int, pairs: list[tuple[str, str]]) -> list[dict]:
     """ASR-like copies of train items as written (train only, appended after everything)."""
-    sim = AsrSimulator({ch for r in rows if r["aug"] == "none" for ch in r["text"] if is_han(ch)})
+    sim = AsrSimulator({ch for r in rows if r["aug"] == "none" for ch in r["text"] if is_han(ch)}, pairs)
     out = []
     for r in rows:
         if r["aug"] != "none":
@@ -960,26 +1057,38 @@ def print_tables(rows_by_split):
         print(f"{'source=' + src:36s}" + "".join(f"{n:8d}" for n in counts) + f"{sum(counts):8d}")
 
 
+def distinct(rows: list[dict], texts: list[str]) -> tuple[list[dict], list[str]]:
+    """The rows train_classifier.py trains on, given their normalised ``texts``: each (normalised
+    text, labels) pair once, in first-seen order.  A disguised copy that normalisation undoes
+    (國家 → 国家, 加⭐微⭐信 → 加微信) is its original again; trained on twice it would only weigh
+    its sentence double and cost time (12,974 of 57,417 rows)."""
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    keep = []
+    for i, (row, text) in enumerate(zip(rows, texts, strict=True)):
+        key = (text, tuple(sorted(row.get("labels", []))))
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return [rows[i] for i in keep], [texts[i] for i in keep]
+
+
 def distinct_count(rows: list[dict]) -> int:
-    """How many rows train_classifier.py trains on (``distinct``: a (normalised text, labels)
-    pair once)."""
+    """How many rows train_classifier.py trains on (``distinct``)."""
     sys.path.insert(0, str(REPO_ROOT))
     from pipeline.classify.normalize import Normalizer, VariantTable
     from pipeline.config import load_config
 
     normalize = Normalizer(VariantTable.load(load_config().classifier.variant_table))
-    return len({(normalize(r["text"]).text, tuple(sorted(r["labels"]))) for r in rows})
+    return len(distinct(rows, [normalize(r["text"]).text for r in rows])[0])
 
 
-def run_checks(rows_by_split, groups, assign, extra_rows=(), asr_train=0, trained_rows=None) -> list[str]:
-    """The corpus's checks; ``extra_rows`` (train_extra.jsonl) count as train for leakage, and
-    with the ``asr_train`` transcripts towards what the model trains on (``trained_rows``, all
-    of them, when given: counted as the trainer counts them)."""
+def run_checks(rows_by_split, groups, assign, extra_rows=(), trained_rows=None) -> list[str]:
+    """The corpus's checks; ``extra_rows`` (train_extra.jsonl) count as train for leakage;
+    ``trained_rows`` are all the rows the model would train on, counted as the trainer counts
+    them (without them: train and ``extra_rows``)."""
     fails = []
     n = {sp: len(rows_by_split[sp]) for sp in SPLITS}
-    trained = n["train"] + len(extra_rows) + asr_train  # what train_classifier.py reads as train
-    if trained_rows is not None:  # ... and trains on: each (normalised text, labels) pair once
-        trained = distinct_count(trained_rows)
+    trained = n["train"] + len(extra_rows) if trained_rows is None else distinct_count(trained_rows)
     if not 5000 <= trained <= MAX_TRAINED:
         fails.append(
             f"the model would train on {trained:,} rows (want 5,000-{MAX_TRAINED:,}: training must "
@@ -1130,7 +1239,9 @@ def build(args) -> int:
     add(items)
     add(extra_items)
     # 3b. ASR-like copies, train only, after the train lines above, so those stay as they were
-    rows_by_split["train"] += asr_copies(rows_by_split["train"], all_keys, args.seed)
+    rows_by_split["train"] += asr_copies(
+        rows_by_split["train"], all_keys, args.seed, transcript_pairs(args.out)
+    )
     # 3c. the test sentences last (the set-aside test splits', then the test split's),
     #     augmented like everything else: train does not depend on them
     for items_of_split in set_aside_items.values():
@@ -1147,7 +1258,7 @@ def build(args) -> int:
         + " items"
     )
     print(
-        f"{TRAIN_EXTRA}: {len(extra_rows)} items (the first, third, fourth, fifth and seventh test splits, data/fresh, transcripts)"
+        f"{TRAIN_EXTRA}: {len(extra_rows)} items (the first, third, fourth, fifth, seventh and eighth test splits, data/fresh, transcripts)"
     )
     near = near_duplicates(rows_by_split)
     print(f"\nnear-duplicates (char-bigram Jaccard >= 0.7) of dev/test phrasings in train: {len(near)}")
@@ -1163,7 +1274,7 @@ def build(args) -> int:
         if r["split"] == "train"
     ]
     trained = rows_by_split["train"] + extra_rows + asr_train
-    fails = run_checks(rows_by_split, groups, assign, extra_rows, len(asr_train), trained)
+    fails = run_checks(rows_by_split, groups, assign, extra_rows, trained)
     print("\nchecks: " + ("all passed" if not fails else "FAILED"))
     for f in fails:
         print("  - " + f)

@@ -9,10 +9,10 @@ Data: ``data/corpus/{train,dev,test}.jsonl`` plus the ASR files ``asr.jsonl``,
 ``asr_train.jsonl`` (all train), ``asr_eval.jsonl`` (``retired``) and ``asr_test.jsonl`` (all
 test), whose lines each carry their ``split``, then ``train_extra.jsonl`` (written sentences once
 held out, now train, with their transcripts: the first test split, whose ASR rows are marked
-``retired``, ``data/fresh`` and the third, fourth, fifth and seventh test splits, ``data/test{3,4,5,7}`` +
-``asr_test{3,4,5,7}.jsonl``); JSONL lines with ``text`` and ``labels``; each (normalised text,
+``retired``, ``data/fresh`` and the third, fourth, fifth, seventh and eighth test splits,
+``data/test{3,4,5,7,8}`` + ``asr_test{3,4,5,7,8}.jsonl``); JSONL lines with ``text`` and ``labels``; each (normalised text,
 labels) pair is trained on once (``distinct``).  The dev split picks the
-epoch; dev and the set-aside test splits ``test2`` and ``test6`` (``testN.jsonl`` +
+epoch; dev and the set-aside test splits ``test2``, ``test6`` and ``test9`` (``testN.jsonl`` +
 ``asr_testN.jsonl``, trained on by nothing) pick the fusion thresholds; the test split is only scored at the end, never used to
 tune (``--no-test`` leaves it unscored).  The model
 reads normalised text plus its pinyin (see ``pipeline/classify/model.py``).  Deterministic for
@@ -36,6 +36,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from build_corpus import distinct  # noqa: E402  (each (normalised text, labels) pair once)
 
 from pipeline.classify.model import (  # noqa: E402
     ENCODING,
@@ -54,9 +57,9 @@ from pipeline.evaluate import format_scores, read_jsonl, recall_by_aug, score_la
 # made by make_asr_corpus.py; every row carries its split
 ASR_FILES = ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl", "asr_test.jsonl")
 TRAIN_EXTRA = "train_extra.jsonl"  # build_corpus.py: held-out written sentences, now train
-# the second and sixth test splits, scored and then set aside: they tune the fusion with
+# the second, sixth and ninth test splits, scored and then set aside: they tune the fusion with
 # dev (their written sentences and their transcripts, whose rows are marked retired)
-SET_ASIDE = {name: (f"{name}.jsonl", f"asr_{name}.jsonl") for name in ("test2", "test6")}
+SET_ASIDE = {name: (f"{name}.jsonl", f"asr_{name}.jsonl") for name in ("test2", "test6", "test9")}
 TUNE = ("dev", *SET_ASIDE)
 
 
@@ -82,20 +85,6 @@ def load_splits(data: Path, extra: list[Path]) -> dict[str, list[dict]]:
             if bad:
                 raise SystemExit(f"{name}: unknown labels {sorted(bad)} in {row.get('id')}")
     return splits
-
-
-def distinct(rows: list[dict], texts: list[str]) -> tuple[list[dict], list[str]]:
-    """Each (normalised text, labels) pair once, in first-seen order.  A disguised copy that
-    normalisation undoes (國家 → 国家, 加⭐微⭐信 → 加微信) is its original again; trained on twice
-    it would only weigh its sentence double and cost time (12,974 of 57,417 rows)."""
-    seen: set[tuple[str, tuple[str, ...]]] = set()
-    keep = []
-    for i, (row, text) in enumerate(zip(rows, texts, strict=True)):
-        key = (text, tuple(sorted(row.get("labels", []))))
-        if key not in seen:
-            seen.add(key)
-            keep.append(i)
-    return [rows[i] for i in keep], [texts[i] for i in keep]
 
 
 def make_model(args, train_texts: list[str]):
@@ -480,7 +469,8 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
     fused.model.version = info["version"]
 
     def run(clf, rows):
-        return [{lab.code for lab in r.labels} for r in clf.classify_many([x["text"] for x in rows])]
+        heard = [x.get("source") == "asr" for x in rows]
+        return [{lab.code for lab in r.labels} for r in clf.classify_many([x["text"] for x in rows], heard)]
 
     tune_rows = [row for name in TUNE for row in splits[name]]
     texts = [x["text"] for x in tune_rows]
@@ -490,79 +480,108 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
     found = [fused.findings(t, n) for t, n in zip(texts, norms, strict=True)]
     gold_tune = gold(tune_rows)
     bounds = list(itertools.accumulate(len(splits[name]) for name in TUNE))
-    parts = list(zip([0, *bounds[:-1]], bounds, strict=True))  # dev, test2, test6
+    parts = list(zip([0, *bounds[:-1]], bounds, strict=True))  # dev, then each set-aside split
     agreements = AGREEMENTS if agree is None else (agree,)
 
-    def fuse_all(thr, veto, dismiss, ag):
+    heard = [row.get("source") == "asr" for row in tune_rows]  # our ASR's transcripts
+
+    def fuse_all(thr, veto, dismiss, ag, rows=None):
+        """Labels of the ``rows`` (indices; all) with these settings, for written text and transcripts."""
+        rows = range(len(texts)) if rows is None else rows
         fused.config = ClassifierConfig(
             model_dir=out, model_threshold=thr, model_agreement=ag, model_veto=veto, model_dismiss=dismiss
         )
-        return [
-            fused._fuse(t, n, p, a, f).labels
-            for t, n, (p, a), f in zip(texts, norms, scores, found, strict=True)
-        ]
+        return [fused._fuse(texts[i], norms[i], *scores[i], found[i], heard[i]).labels for i in rows]
 
     # the model-only threshold decides only which model-only labels there are (each scores at least
     # min_score, 0.5): fuse once per setting at the lowest threshold, then keep the model-only
     # labels whose probability reaches each threshold (checked against a direct run below)
-    def fused_once(veto, dismiss, ag):  # (code, probability if model-only else None) per label
+    def fused_once(veto, dismiss, ag, rows):  # (code, probability if model-only else None) per label
         return [
             [
-                (lab.code, p[lab.code] if all(e.kind == "model" for e in lab.evidence) else None)
+                (lab.code, scores[i][0][lab.code] if all(e.kind == "model" for e in lab.evidence) else None)
                 for lab in labs
             ]
-            for labs, (p, _) in zip(fuse_all(min(THRESHOLDS), veto, dismiss, ag), scores, strict=True)
+            for i, labs in zip(rows, fuse_all(min(THRESHOLDS), veto, dismiss, ag, rows), strict=True)
         ]
 
     def at(labelled, thr):
         return [{code for code, p in labs if p is None or p >= thr} for labs in labelled]
 
-    tried = {}  # setting -> (key, macro-F1, highest FPR); predictions are not kept (1,680 settings)
-    for (veto, dismiss), ag in itertools.product(VETOES, agreements):
-        labelled = fused_once(veto, dismiss, ag)
-        for thr in THRESHOLDS:
-            pred = at(labelled, thr)
-            s = score_labels(gold_tune, pred)
-            # the best macro-F1 over all of them that keeps benign false positives at or under
-            # FPR_CAP in each: pooled, dev's lower rate would hide the others', written like test
-            fpr = max(score_labels(gold_tune[a:b], pred[a:b])["fpr"] for a, b in parts)
-            key = (fpr <= FPR_CAP, s["macro_f1"] - max(0.0, fpr - FPR_CAP))
-            tried[thr, veto, dismiss, ag] = (key, s["macro_f1"], fpr)
-    best = None
-    for thr, (veto, dismiss), ag in itertools.product(THRESHOLDS, VETOES, agreements):  # first best wins
-        if best is None or tried[thr, veto, dismiss, ag][0] > tried[best][0]:
-            best = (thr, veto, dismiss, ag)
+    def search(rows, held, first):
+        """The setting with the best key when the ``rows`` (indices) are fused with it and every
+        other row keeps its labels in ``held``; ties keep ``first``.  The key: the best macro-F1
+        over all rows that keeps benign false positives at or under FPR_CAP in each of dev and the
+        set-aside splits (pooled, dev's lower rate would hide the others', written like test)."""
+        tried = {}  # setting -> (key, macro-F1, highest FPR); predictions are not kept
+        for (veto, dismiss), ag in itertools.product(VETOES, agreements):
+            labelled = fused_once(veto, dismiss, ag, rows)
+            for thr in THRESHOLDS:
+                pred = list(held)
+                for i, labels in zip(rows, at(labelled, thr), strict=True):
+                    pred[i] = labels
+                sc = score_labels(gold_tune, pred)
+                fpr = max(score_labels(gold_tune[a:b], pred[a:b])["fpr"] for a, b in parts)
+                key = (fpr <= FPR_CAP, sc["macro_f1"] - max(0.0, fpr - FPR_CAP))
+                tried[thr, veto, dismiss, ag] = (key, sc["macro_f1"], fpr)
+        best = first
+        for thr, (veto, dismiss), ag in itertools.product(THRESHOLDS, VETOES, agreements):  # first best wins
+            if best is None or tried[thr, veto, dismiss, ag][0] > tried[best][0]:
+                best = (thr, veto, dismiss, ag)
+        return best, tried[best]
+
+    def report(pred):
+        by_set = {}
+        for name, (a, b) in zip(TUNE, parts, strict=True):
+            sc = score_labels(gold_tune[a:b], pred[a:b])
+            asr = recall_by_aug(tune_rows[a:b], pred[a:b]).get("asr")
+            by_set[name] = {
+                "macro_f1": round(sc["macro_f1"], 4),
+                "fpr": round(sc["fpr"], 4),
+                "asr_recall": asr,
+            }
+        return by_set, recall_by_aug(tune_rows, pred).get("asr")
+
+    # first one setting for every text, then, holding it for written text, the transcripts' own
+    everything, spoken = list(range(len(texts))), [i for i, h in enumerate(heard) if h]
+    best, (_, tune_f1, tune_fpr) = search(everything, [set()] * len(texts), None)
     thr, veto, dismiss, agree = best
-    _, tune_f1, tune_fpr = tried[best]
-    pred = [{lab.code for lab in labs} for labs in fuse_all(*best)]
-    assert pred == at(fused_once(veto, dismiss, agree), thr), "fast tuning disagrees with _fuse"
-    by_set = {}
-    for name, (a, b) in zip(TUNE, parts, strict=True):
-        s = score_labels(gold_tune[a:b], pred[a:b])
-        asr = recall_by_aug(tune_rows[a:b], pred[a:b]).get("asr")
-        by_set[name] = {"macro_f1": round(s["macro_f1"], 4), "fpr": round(s["fpr"], 4), "asr_recall": asr}
-    asr_all = recall_by_aug(tune_rows, pred).get("asr")
-    print(
-        f"fusion picked on {' + '.join(TUNE)}: threshold {thr}, veto {veto}, dismiss {dismiss}, "
-        f"agreement {agree}; "
-        f"macro-F1 {tune_f1:.4f}, highest FPR {tune_fpr:.4f}, ASR recall {asr_all:.4f}; "
-        + json.dumps(by_set, ensure_ascii=False),
-        flush=True,
+    written = [{lab.code for lab in labs} for labs in fuse_all(*best)]
+    assert written == at(fused_once(veto, dismiss, agree, everything), thr), (
+        "fast tuning disagrees with _fuse"
     )
-    fusion = {
-        "model_threshold": thr,
-        "model_agreement": agree,
-        "model_veto": veto,
-        "model_dismiss": dismiss,
-        "tuned_on": f"{' + '.join(TUNE)} ({len(tune_rows)} utterances)",
-        "tune_macro_f1": tune_f1,
-        "tune_fpr": tune_fpr,  # the highest of the sets'
-        "tune_asr_recall": asr_all,
-        "tune_by_set": by_set,
-    }
-    fused.config = ClassifierConfig(
-        model_dir=out, model_threshold=thr, model_agreement=agree, model_veto=veto, model_dismiss=dismiss
-    )
+
+    def picked(what, setting, f1, fpr, pred) -> dict:
+        """Print a pick and return it as training.json keeps it."""
+        by_set, asr_all = report(pred)
+        thr, veto, dismiss, agree = setting
+        print(
+            f"{what}: threshold {thr}, veto {veto}, dismiss {dismiss}, agreement {agree}; "
+            f"macro-F1 {f1:.4f}, highest FPR {fpr:.4f}, ASR recall {asr_all:.4f}; "
+            + json.dumps(by_set, ensure_ascii=False),
+            flush=True,
+        )
+        return {
+            "model_threshold": thr,
+            "model_agreement": agree,
+            "model_veto": veto,
+            "model_dismiss": dismiss,
+            "tune_macro_f1": f1,
+            "tune_fpr": fpr,  # the highest of the sets'
+            "tune_asr_recall": asr_all,
+            "tune_by_set": by_set,
+        }
+
+    fusion = picked(f"fusion picked on {' + '.join(TUNE)}", best, tune_f1, tune_fpr, written)
+    fusion["tuned_on"] = f"{' + '.join(TUNE)} ({len(tune_rows)} utterances)"
+    heard_best, (_, asr_f1, asr_fpr) = search(spoken, written, best)
+    pred = list(written)
+    for i, labs in zip(spoken, fuse_all(*heard_best, spoken), strict=True):
+        pred[i] = {lab.code for lab in labs}
+    assert score_labels(gold_tune, pred)["macro_f1"] == asr_f1, "fast tuning disagrees with _fuse"
+    fusion["asr"] = picked(f"for transcripts ({len(spoken)} of them)", heard_best, asr_f1, asr_fpr, pred)
+    fused.config = ClassifierConfig(model_dir=out)
+    fused.model.fusion = fusion
     if not score_test:
         return {"fusion": fusion}
     test = splits["test"]
@@ -630,6 +649,23 @@ shares most of its pinyin pieces with the word that was said.  Epoch {ngram["epo
     return "".join(parts)
 
 
+def asr_fusion_text(fusion: dict) -> str:
+    """The model card's paragraph on the transcripts' own fusion settings, if tuned."""
+    asr = fusion.get("asr")
+    if not asr:
+        return ""
+    return f"""
+Our ASR's transcripts (the batch and live pipelines' text; `livemod classify` and `livemod eval`
+rows with `"source": "asr"`) have settings of their own, picked next on the same sets with the
+written ones held and the same rule: model_threshold = {asr["model_threshold"]},
+model_agreement = {asr["model_agreement"]}, model_veto = {asr["model_veto"]},
+model_dismiss = {asr["model_dismiss"]} (macro-F1 {asr["tune_macro_f1"]:.3f} over all of them, FPR
+{asr["tune_fpr"]:.3f} in the one with most, transcripts' recall {asr["tune_asr_recall"]:.3f}).  A
+sound-alike match in a transcript is likelier meant than a typed one: Whisper writes 包制摆病 for
+包治百病, a host does not.
+"""
+
+
 def write_card(out: Path, info: dict, args) -> None:
     """The model card: data, held-out metrics (test split, never used to tune), how to retrain."""
     t = info["test"]
@@ -681,7 +717,7 @@ model_agreement = {info["fusion"].get("model_agreement", 0.0)},
 model_veto = {info["fusion"]["model_veto"]},
 model_dismiss = {info["fusion"].get("model_dismiss", 0.0)} (macro-F1 {info["fusion"]["tune_macro_f1"]:.3f} over all of them,
 FPR {info["fusion"]["tune_fpr"]:.3f} in the one with most).
-
+{asr_fusion_text(info["fusion"])}
 ## Data
 
 `data/corpus/` (see `data/README.md`): hand-written livestream utterances and templates,
@@ -692,8 +728,9 @@ labelled sentences spoken by an offline TTS, degraded (noise, music, phone band,
 transcribed by the pipeline's own Whisper (see `data/ASR_CORPUS.md`).  Train and dev are split
 by group (a template or sentence family and all its rewrites stay in one split).  Train ends
 with `train_extra.jsonl`: sentences by many writers that were held out once (the first and
-third test splits and `data/fresh`, as written, disguised and transcribed; the fourth, fifth and
-seventh, as written and transcribed).  The model reads normalised text, so it trains on each
+third test splits and `data/fresh`, as written, disguised and transcribed; the fourth, fifth,
+seventh and eighth, as written and transcribed), and copies of train sentences garbled as our
+Whisper garbles noisy speech, its mistakes learned from the trained transcripts (`asr_sim`).  The model reads normalised text, so it trains on each
 (normalised text, labels) pair once: a disguised copy that normalisation undoes (traditional
 characters, separators) is its original again.  The test split is
 `data/test/sentences.jsonl`: sentences written for it alone by writers who read none of the

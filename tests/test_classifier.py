@@ -388,15 +388,15 @@ def test_a_model_only_flag_is_scored_on_the_lexicon_scale():
     """A model-only flag's score maps the model's probability from model_threshold to 1 onto 0.5
     to 1, so every violation scores at least 0.5 and ``min_score`` filters model-only flags as it
     filters the rest; the probability itself is in the evidence."""
-    text = "私信我发你色情视频。福利资源免费看。"  # off-platform by the model alone, p about 0.42
-    loose = Classifier(ClassifierConfig(model_threshold=0.2, model_agreement=0.0))
+    text = "私信我发你色情视频。福利资源免费看。"  # off-platform by the model alone, p about 0.13
+    loose = Classifier(ClassifierConfig(model_threshold=0.1, model_agreement=0.0))
     label = next(lab for lab in loose.classify(text).labels if lab.code == "fraud.off_platform")
     (ev,) = label.evidence
     p = float(ev.detail.removeprefix("p="))
-    assert ev.kind == "model" and 0.2 <= p < 0.5
-    assert label.score == pytest.approx(0.5 + 0.5 * (p - 0.2) / 0.8, abs=1e-3) and label.score >= 0.5
+    assert ev.kind == "model" and 0.1 <= p < 0.5
+    assert label.score == pytest.approx(0.5 + 0.5 * (p - 0.1) / 0.9, abs=1e-3) and label.score >= 0.5
     strict = Classifier(
-        ClassifierConfig(model_threshold=0.2, model_agreement=0.0, min_score=label.score + 0.01)
+        ClassifierConfig(model_threshold=0.1, model_agreement=0.0, min_score=label.score + 0.01)
     )
     assert "fraud.off_platform" not in codes(strict, text)
     assert "vulgar.sexual" in codes(strict, text)  # the lexicon's strong label stays
@@ -494,3 +494,81 @@ def test_livemod_eval_scores_several_labelled_files_as_one_set(tmp_path, capsys)
     truth = DEMO / "truth.jsonl"
     assert main(["eval", str(truth), str(written), "--violations", str(truth)]) == 2
     assert "one truth file" in capsys.readouterr().err
+
+
+def _model_with_fusion(tmp_path, fusion: dict) -> Path:
+    """A copy of the shipped model whose training.json carries these fusion settings."""
+    import shutil
+
+    src = Path(ClassifierConfig().model_dir)
+    dst = tmp_path / "model"
+    shutil.copytree(src, dst)
+    info = json.loads((dst / "training.json").read_text(encoding="utf-8"))
+    info["fusion"] = {**info["fusion"], **fusion}
+    (dst / "training.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+    return dst
+
+
+# 加为心 is 加微信 heard by sound only (three syllables: a weak match, which the veto may drop)
+HEARD = "想要的家人加为心，私下给你便宜"
+
+
+def test_transcripts_are_fused_with_the_settings_tuned_on_transcripts(tmp_path):
+    """Our ASR's text gets the fusion settings tuned on transcripts (training.json fusion.asr):
+    a sound-alike match is likelier meant there.  Here the written settings drop every weak sound
+    match the model is not certain of (veto 1.0), the transcripts' keep them (veto 0.0)."""
+    model = _model_with_fusion(
+        tmp_path,
+        {"model_veto": 1.0, "model_threshold": 1.0, "asr": {"model_veto": 0.0, "model_threshold": 1.0}},
+    )
+    clf = Classifier(ClassifierConfig(model_dir=model))
+    written, heard = clf.classify(HEARD), clf.classify(HEARD, transcript=True)
+    assert "fraud.off_platform" not in {lab.code for lab in written.labels}
+    assert ("加为心", "model_veto") in {(ev.match, why) for ev, why in written.suppressed}
+    (label,) = [lab for lab in heard.labels if lab.code == "fraud.off_platform"]
+    assert ("加为心", "phonetic") in {(ev.match, ev.kind) for ev in label.evidence}
+    # several texts at once: which of them are transcripts
+    both = clf.classify_many([HEARD, HEARD], [False, True])
+    assert [lab.code for lab in both[0].labels] == [lab.code for lab in written.labels]
+    assert [lab.code for lab in both[1].labels] == [lab.code for lab in heard.labels]
+    # transcript_fusion: false fuses transcripts like written text; a set value overrides both
+    assert clf.settings(True)["model_veto"] == 0.0 and clf.settings(False)["model_veto"] == 1.0
+    same = Classifier(ClassifierConfig(model_dir=model, transcript_fusion=False))
+    assert "fraud.off_platform" not in codes(same, HEARD) and same.settings(True)["model_veto"] == 1.0
+    fixed = Classifier(ClassifierConfig(model_dir=model, model_veto=0.0))
+    assert fixed.settings(False)["model_veto"] == fixed.settings(True)["model_veto"] == 0.0
+
+
+def test_livemod_classify_fuses_transcripts_as_transcripts(tmp_path, capsys):
+    """``livemod classify``: JSONL rows with ``"source": "asr"``, or every line with
+    ``--transcripts``, are fused with the transcripts' settings; ``livemod eval`` does the same
+    for rows marked so (the corpus's transcripts are)."""
+    from pipeline.cli import main
+
+    model = _model_with_fusion(
+        tmp_path,
+        {"model_veto": 1.0, "model_threshold": 1.0, "asr": {"model_veto": 0.0, "model_threshold": 1.0}},
+    )
+    lines = tmp_path / "in.jsonl"
+    rows = [{"id": "typed", "text": HEARD}, {"id": "heard", "text": HEARD, "source": "asr"}]
+    lines.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    plain = tmp_path / "in.txt"
+    plain.write_text(HEARD + "\n", encoding="utf-8")
+
+    def flagged(*args):
+        assert main(["classify", *args, "--set", f"classifier.model_dir={model}"]) == 0
+        out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        return [
+            ("fraud.off_platform" in {f"{lab['category']}.{lab['subcategory']}" for lab in r["labels"]})
+            for r in out
+        ]
+
+    assert flagged(str(lines)) == [False, True]
+    assert flagged(str(plain)) == [False]
+    assert flagged(str(plain), "--transcripts") == [True]
+
+    labelled = tmp_path / "labelled.jsonl"
+    row = {"text": HEARD, "labels": ["fraud.off_platform"], "aug": "asr", "source": "asr"}
+    labelled.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert main(["eval", str(labelled), "--set", f"classifier.model_dir={model}"]) == 0
+    assert re.search(r"asr\s+1\.000\s+\(1 items\)", capsys.readouterr().out)

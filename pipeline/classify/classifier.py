@@ -127,21 +127,38 @@ class Classifier:
             self.setup()
         return self.lexicon.version + (f"+{self.model.version}" if self.model else "")
 
-    def classify(self, text: str) -> Classification:
-        return self.classify_many([text])[0]
+    def classify(self, text: str, transcript: bool = False) -> Classification:
+        return self.classify_many([text], transcript)[0]
 
-    def classify_many(self, texts: list[str]) -> list[Classification]:
-        """Classify texts together, so the model runs in batches."""
+    def classify_many(self, texts: list[str], transcript: bool | list[bool] = False) -> list[Classification]:
+        """Classify texts together, so the model runs in batches.  ``transcript``: the texts (or
+        which of them) are our ASR's output, fused with the settings tuned on transcripts
+        (``settings``)."""
         if self.lexicon is None:
             self.setup()
         every = self.config.reload_interval_s
         if every is not None and time.monotonic() - self._checked_at >= every:
             self.reload_if_changed()
         norms = [self.normalize(t) for t in texts]
+        heard = transcript if isinstance(transcript, list) else [transcript] * len(texts)
         if self.model is None:
             return [self._fuse(t, n, None) for t, n in zip(texts, norms, strict=True)]
         scores = self.model.predict_with_agreement([n.text for n in norms])
-        return [self._fuse(t, n, p, a) for t, n, (p, a) in zip(texts, norms, scores, strict=True)]
+        return [
+            self._fuse(t, n, p, a, transcript=h)
+            for t, n, (p, a), h in zip(texts, norms, scores, heard, strict=True)
+        ]
+
+    def settings(self, transcript: bool = False) -> dict[str, float]:
+        """The fusion's thresholds: the config's where it sets them, else those tuned at training
+        time (``training.json``), for our ASR's transcripts their own where the model has them.
+        A transcript's sound-alike match is likelier meant than a typed one (Whisper writes
+        包制摆病 for 包治百病, a host does not), so there the model need be less sure of it."""
+        c = self.config
+        fusion = self.model.fusion if self.model else {}
+        tuned = {**fusion, **fusion.get("asr", {})} if transcript and c.transcript_fusion else fusion
+        defaults = {"model_veto": 0.05, "model_threshold": 0.7, "model_agreement": 0.0, "model_dismiss": 0.0}
+        return {k: v if (v := getattr(c, k)) is not None else tuned.get(k, d) for k, d in defaults.items()}
 
     def _lexicon(
         self, text: str, norm, allowed: list[tuple[int, int]]
@@ -182,18 +199,18 @@ class Classifier:
         probs: dict[str, float] | None,
         agree: dict[str, float] | None = None,
         found: tuple | None = None,
+        transcript: bool = False,
     ) -> Classification:
         """Lexicon scores, raised when the model agrees; sound-alike matches the model finds
         implausible are dropped, and so are matches of entries weighed under 1 that it does not
         believe (``model_dismiss``); the model alone flags what it is confident about.  ``found``:
         the utterance's ``findings``, when the caller has them (the fusion tuning tries many
-        thresholds on the same utterances); they are not changed."""
+        thresholds on the same utterances); they are not changed.  ``transcript``: the text is our
+        ASR's (``settings``)."""
         c = self.config
-        fusion = self.model.fusion if self.model else {}
-        veto = c.model_veto if c.model_veto is not None else fusion.get("model_veto", 0.05)
-        threshold = c.model_threshold if c.model_threshold is not None else fusion.get("model_threshold", 0.7)
-        agreement = c.model_agreement if c.model_agreement is not None else fusion.get("model_agreement", 0.0)
-        dismiss = c.model_dismiss if c.model_dismiss is not None else fusion.get("model_dismiss", 0.0)
+        s = self.settings(transcript)
+        veto, threshold = s["model_veto"], s["model_threshold"]
+        agreement, dismiss = s["model_agreement"], s["model_dismiss"]
         allowed_norm, by_code, suppressed, context = found or self.findings(text, norm)
         by_code, suppressed = dict(by_code), list(suppressed)  # edited below
         for code in list(by_code):  # short near matches need the model's word (SHORT_NEAR_CONFIRM)
@@ -268,7 +285,7 @@ class Classifier:
         """Violations raised on the kept transcripts (the pipeline stage)."""
         kept = [t for t in transcripts if t.kept]
         out = []
-        for t, result in zip(kept, self.classify_many([t.text for t in kept]), strict=True):
+        for t, result in zip(kept, self.classify_many([t.text for t in kept], transcript=True), strict=True):
             u = t.utterance
             for label in result.labels:
                 evidence = tuple(replace(e, time=t.span_time(e.span)) for e in label.evidence)
