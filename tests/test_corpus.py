@@ -127,6 +127,43 @@ def test_the_test_split_is_sentences_written_for_it_and_only_ever_tested_on():
     assert near == 0
 
 
+def test_the_next_test_split_is_sealed():
+    """``data/next_test/``: sentences written for the next test split (the eleventh), screened
+    like the test split's against every text the project has (the test split's included);
+    nothing reads them yet, so they copy nothing trained on, tuned on or tested on.  Failures
+    give counts only: the sentences stay unread until the split is scored."""
+    said = read_jsonl(DATA / "next_test" / "sentences.jsonl")
+    assert (len(said), {s["id"][0] for s in said}) == (704, {"w"})
+    counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
+    assert (len(counts), min(counts.values()) >= 21) == (17, True)
+    assert counts["benign"] >= len(said) * 0.45
+    # read aloud once each, sealed like them (test rows, for when the split becomes the test)
+    asr = DATA / "next_test" / "asr.jsonl"
+    if asr.is_file():
+        rows = read_jsonl(asr)
+        by_id = {s["id"]: s for s in said}
+        same_ids = sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
+        said_as_written = sum(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
+        assert ({r["split"] for r in rows}, same_ids, said_as_written) == ({"test"}, True, len(said))
+    seen = said_in(
+        ("train", "train_extra", "dev", "test", *SET_ASIDE),
+        (
+            "asr.jsonl",
+            "asr_train.jsonl",
+            "asr_eval.jsonl",
+            "asr_test.jsonl",
+            *(f"asr_{n}.jsonl" for n in (*TRAINED, *SET_ASIDE)),
+        ),
+    )
+    seen += [
+        s["text"]
+        for name in ("test", *TRAINED, *SET_ASIDE)
+        for s in read_jsonl(DATA / name / "sentences.jsonl")
+    ]
+    near = len(near_copies(said, seen))
+    assert near == 0
+
+
 def test_the_second_test_split_is_trained_on_by_nothing():
     """The second test split was scored twice, then chose between retrained models and tunes
     the fusion thresholds with dev: it is in no split the model trains on."""
