@@ -496,15 +496,22 @@ def test_livemod_eval_scores_several_labelled_files_as_one_set(tmp_path, capsys)
     assert "one truth file" in capsys.readouterr().err
 
 
-def _model_with_fusion(tmp_path, fusion: dict) -> Path:
-    """A copy of the shipped model whose training.json carries these fusion settings."""
+@pytest.fixture(scope="module")
+def split_model(tmp_path_factory) -> Path:
+    """A copy of the shipped model whose training.json sets the fusion apart at the extremes:
+    written text drops every weak sound match the model is not certain of (veto 1.0), transcripts
+    keep them (veto 0.0); no model-only flags in either (threshold 1.0)."""
     import shutil
 
-    src = Path(ClassifierConfig().model_dir)
-    dst = tmp_path / "model"
-    shutil.copytree(src, dst)
+    dst = tmp_path_factory.mktemp("split") / "model"
+    shutil.copytree(Path(ClassifierConfig().model_dir), dst)
     info = json.loads((dst / "training.json").read_text(encoding="utf-8"))
-    info["fusion"] = {**info["fusion"], **fusion}
+    info["fusion"] = {
+        **info["fusion"],
+        "model_veto": 1.0,
+        "model_threshold": 1.0,
+        "asr": {"model_veto": 0.0, "model_threshold": 1.0},
+    }
     (dst / "training.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
     return dst
 
@@ -513,14 +520,11 @@ def _model_with_fusion(tmp_path, fusion: dict) -> Path:
 HEARD = "想要的家人加为心，私下给你便宜"
 
 
-def test_transcripts_are_fused_with_the_settings_tuned_on_transcripts(tmp_path):
+def test_transcripts_are_fused_with_the_settings_tuned_on_transcripts(split_model):
     """Our ASR's text gets the fusion settings tuned on transcripts (training.json fusion.asr):
     a sound-alike match is likelier meant there.  Here the written settings drop every weak sound
-    match the model is not certain of (veto 1.0), the transcripts' keep them (veto 0.0)."""
-    model = _model_with_fusion(
-        tmp_path,
-        {"model_veto": 1.0, "model_threshold": 1.0, "asr": {"model_veto": 0.0, "model_threshold": 1.0}},
-    )
+    match the model is not certain of (veto 1.0), the transcripts' keep them (veto 0.0): ``split_model``."""
+    model = split_model
     clf = Classifier(ClassifierConfig(model_dir=model))
     written, heard = clf.classify(HEARD), clf.classify(HEARD, transcript=True)
     assert "fraud.off_platform" not in {lab.code for lab in written.labels}
@@ -539,16 +543,13 @@ def test_transcripts_are_fused_with_the_settings_tuned_on_transcripts(tmp_path):
     assert fixed.settings(False)["model_veto"] == fixed.settings(True)["model_veto"] == 0.0
 
 
-def test_livemod_classify_fuses_transcripts_as_transcripts(tmp_path, capsys):
+def test_livemod_classify_fuses_transcripts_as_transcripts(split_model, tmp_path, capsys):
     """``livemod classify``: JSONL rows with ``"source": "asr"``, or every line with
     ``--transcripts``, are fused with the transcripts' settings; ``livemod eval`` does the same
     for rows marked so (the corpus's transcripts are)."""
     from pipeline.cli import main
 
-    model = _model_with_fusion(
-        tmp_path,
-        {"model_veto": 1.0, "model_threshold": 1.0, "asr": {"model_veto": 0.0, "model_threshold": 1.0}},
-    )
+    model = split_model
     lines = tmp_path / "in.jsonl"
     rows = [{"id": "typed", "text": HEARD}, {"id": "heard", "text": HEARD, "source": "asr"}]
     lines.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -48,6 +48,36 @@ def said_in(splits: tuple[str, ...], asr_files: tuple[str, ...]) -> list[str]:
     return texts + [r["reference"] for name in asr_files for r in read_jsonl(CORPUS / name)]
 
 
+def assert_read_aloud_once(said: list[dict], rows: list[dict], split: str) -> None:
+    """``rows``: each of the sentences ``said`` read aloud once, as written, every row marked
+    ``split``.  Failures give counts only (a sealed split's sentences stay unread)."""
+    by_id = {s["id"]: s for s in said}
+    same_ids = sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
+    said_as_written = sum(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
+    assert ({r["split"] for r in rows}, same_ids, said_as_written) == ({split}, True, len(said))
+
+
+def near_copies_of_the_rest(said: list[dict], splits: tuple[str, ...]) -> int:
+    """How many of the sentences ``said`` are near-copies of what the model trains or is tuned on
+    (train and everything added to it, dev, every sentence read aloud for them, the scored test
+    splits) and of these corpus ``splits`` besides, with their sentences and transcripts."""
+    seen = said_in(
+        ("train", "train_extra", "dev", *splits, *SET_ASIDE),
+        (
+            "asr.jsonl",
+            "asr_train.jsonl",
+            "asr_eval.jsonl",
+            *(f"asr_{n}.jsonl" for n in (*splits, *TRAINED, *SET_ASIDE)),
+        ),
+    )
+    seen += [
+        s["text"]
+        for name in (*splits, *TRAINED, *SET_ASIDE)
+        for s in read_jsonl(DATA / name / "sentences.jsonl")
+    ]
+    return len(near_copies(said, seen))
+
+
 @pytest.fixture(scope="module")
 def held_out() -> set[str]:
     """Every dev and test phrasing, and the set-aside test splits' (which tune the fusion and are
@@ -105,25 +135,8 @@ def test_the_test_split_is_sentences_written_for_it_and_only_ever_tested_on():
     disguised = sum(r["aug"] != "none" for r in test)  # disguised copies, like the first test split
     assert (same_groups, kept, disguised >= len(said)) == (True, len(said), True)
 
-    rows = read_jsonl(CORPUS / "asr_test.jsonl")
-    by_id = {s["id"]: s for s in said}
-    same_ids = sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
-    said_as_written = sum(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
-    assert ({r["split"] for r in rows}, same_ids, said_as_written) == ({"test"}, True, len(said))
-
-    seen = said_in(
-        ("train", "train_extra", "dev", *SET_ASIDE),
-        (
-            "asr.jsonl",
-            "asr_train.jsonl",
-            "asr_eval.jsonl",
-            *(f"asr_{n}.jsonl" for n in (*TRAINED, *SET_ASIDE)),
-        ),
-    )
-    seen += [
-        s["text"] for name in (*TRAINED, *SET_ASIDE) for s in read_jsonl(DATA / name / "sentences.jsonl")
-    ]
-    near = len(near_copies(said, seen))
+    assert_read_aloud_once(said, read_jsonl(CORPUS / "asr_test.jsonl"), "test")
+    near = near_copies_of_the_rest(said, ())
     assert near == 0
 
 
@@ -140,27 +153,8 @@ def test_the_next_test_split_is_sealed():
     # read aloud once each, sealed like them (test rows, for when the split becomes the test)
     asr = DATA / "next_test" / "asr.jsonl"
     if asr.is_file():
-        rows = read_jsonl(asr)
-        by_id = {s["id"]: s for s in said}
-        same_ids = sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
-        said_as_written = sum(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
-        assert ({r["split"] for r in rows}, same_ids, said_as_written) == ({"test"}, True, len(said))
-    seen = said_in(
-        ("train", "train_extra", "dev", "test", *SET_ASIDE),
-        (
-            "asr.jsonl",
-            "asr_train.jsonl",
-            "asr_eval.jsonl",
-            "asr_test.jsonl",
-            *(f"asr_{n}.jsonl" for n in (*TRAINED, *SET_ASIDE)),
-        ),
-    )
-    seen += [
-        s["text"]
-        for name in ("test", *TRAINED, *SET_ASIDE)
-        for s in read_jsonl(DATA / name / "sentences.jsonl")
-    ]
-    near = len(near_copies(said, seen))
+        assert_read_aloud_once(said, read_jsonl(asr), "test")
+    near = near_copies_of_the_rest(said, ("test",))
     assert near == 0
 
 
@@ -190,10 +184,8 @@ def test_a_test_split_set_aside_is_trained_on_by_nothing(name):
     split = read_jsonl(CORPUS / f"{name}.jsonl")
     assert {r["group"] for r in split} == {f"test-{s['id']}" for s in said}
     rows = read_jsonl(CORPUS / f"asr_{name}.jsonl")
-    assert {r["split"] for r in rows} == {"retired"}  # read by no split of train_classifier
+    assert_read_aloud_once(said, rows, "retired")  # read by no split of train_classifier
     by_id = {s["id"]: s for s in said}
-    assert sorted(r["group"].removeprefix("asr-") for r in rows) == sorted(by_id)
-    assert all(r["reference"] == by_id[r["group"].removeprefix("asr-")]["text"] for r in rows)
     texts = {plain(r["text"]) for r in split + rows}
     for other in ("train", "train_extra", "dev", "test", *(n for n in SET_ASIDE if n != name)):
         shared = len(texts & {plain(r["text"]) for r in read_jsonl(CORPUS / f"{other}.jsonl")})

@@ -140,9 +140,9 @@ class Classifier:
         if every is not None and time.monotonic() - self._checked_at >= every:
             self.reload_if_changed()
         norms = [self.normalize(t) for t in texts]
-        heard = transcript if isinstance(transcript, list) else [transcript] * len(texts)
-        if self.model is None:
+        if self.model is None:  # the settings are the model's: nothing differs for transcripts
             return [self._fuse(t, n, None) for t, n in zip(texts, norms, strict=True)]
+        heard = transcript if isinstance(transcript, list) else [transcript] * len(texts)
         scores = self.model.predict_with_agreement([n.text for n in norms])
         return [
             self._fuse(t, n, p, a, transcript=h)
