@@ -124,6 +124,11 @@ class ClassifierConfig(_Section):
     # a match of an entry of weight < 1 (a form often innocent), however exact, drops when the
     # model puts its subcategory below this: 象牙 in 德化象牙瓷 matches, the line is about porcelain
     model_dismiss: float | None = Field(None, ge=0, le=1)
+    # a label resting on one lexicon match, of an entry of any weight, drops when the model puts
+    # its subcategory below this: the line does not read as that violation at all (头孢 in
+    # 医生给他开了头孢). Labels with more matches, the user's own entries, and lines with a phone
+    # or ID number keep their matches
+    model_reject: float | None = Field(None, ge=0, le=1)
     # a model-only flag also needs each of the model's two readers (characters, Whisper
     # embeddings) at or above this: one overconfident reader alone does not flag
     model_agreement: float | None = Field(None, ge=0, le=1)

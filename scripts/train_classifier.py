@@ -9,10 +9,10 @@ Data: ``data/corpus/{train,dev,test}.jsonl`` plus the ASR files ``asr.jsonl``,
 ``asr_train.jsonl`` (all train), ``asr_eval.jsonl`` (``retired``) and ``asr_test.jsonl`` (all
 test), whose lines each carry their ``split``, then ``train_extra.jsonl`` (written sentences once
 held out, now train, with their transcripts: the first test split, whose ASR rows are marked
-``retired``, ``data/fresh`` and the third, fourth, fifth, seventh and eighth test splits,
-``data/test{3,4,5,7,8}`` + ``asr_test{3,4,5,7,8}.jsonl``); JSONL lines with ``text`` and ``labels``; each (normalised text,
+``retired``, ``data/fresh`` and the third, fourth, fifth, seventh, eighth and ninth test splits,
+``data/test{3,4,5,7,8,9}`` + ``asr_test{3,4,5,7,8,9}.jsonl``); JSONL lines with ``text`` and ``labels``; each (normalised text,
 labels) pair is trained on once (``distinct``).  The dev split picks the
-epoch; dev and the set-aside test splits ``test2``, ``test6`` and ``test9`` (``testN.jsonl`` +
+epoch; dev and the set-aside test splits ``test2``, ``test6`` and ``test10`` (``testN.jsonl`` +
 ``asr_testN.jsonl``, trained on by nothing) pick the fusion thresholds; the test split is only scored at the end, never used to
 tune (``--no-test`` leaves it unscored).  The model
 reads normalised text plus its pinyin (see ``pipeline/classify/model.py``).  Deterministic for
@@ -57,9 +57,9 @@ from pipeline.evaluate import format_scores, read_jsonl, recall_by_aug, score_la
 # made by make_asr_corpus.py; every row carries its split
 ASR_FILES = ("asr.jsonl", "asr_train.jsonl", "asr_eval.jsonl", "asr_test.jsonl")
 TRAIN_EXTRA = "train_extra.jsonl"  # build_corpus.py: held-out written sentences, now train
-# the second, sixth and ninth test splits, scored and then set aside: they tune the fusion with
+# the second, sixth and tenth test splits, scored and then set aside: they tune the fusion with
 # dev (their written sentences and their transcripts, whose rows are marked retired)
-SET_ASIDE = {name: (f"{name}.jsonl", f"asr_{name}.jsonl") for name in ("test2", "test6", "test9")}
+SET_ASIDE = {name: (f"{name}.jsonl", f"asr_{name}.jsonl") for name in ("test2", "test6", "test10")}
 TUNE = ("dev", *SET_ASIDE)
 
 
@@ -449,6 +449,8 @@ VETOES = tuple(
     for dismiss in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
     if dismiss <= veto
 )
+# below model_reject any lexicon match drops: tried after the others are picked, with them held
+REJECTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
 # the most benign false positives on dev and on each set-aside split that the fusion tuning
 # accepts (target: 5% on test).  Those splits were written like test, by writers who read none of
 # the project's data, so half a point of margin; with dev alone (phrasings like train's) it was a
@@ -485,56 +487,75 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
 
     heard = [row.get("source") == "asr" for row in tune_rows]  # our ASR's transcripts
 
-    def fuse_all(thr, veto, dismiss, ag, rows=None):
+    def fuse_all(thr, veto, dismiss, ag, reject, rows=None):
         """Labels of the ``rows`` (indices; all) with these settings, for written text and transcripts."""
         rows = range(len(texts)) if rows is None else rows
         fused.config = ClassifierConfig(
-            model_dir=out, model_threshold=thr, model_agreement=ag, model_veto=veto, model_dismiss=dismiss
+            model_dir=out,
+            model_threshold=thr,
+            model_agreement=ag,
+            model_veto=veto,
+            model_dismiss=dismiss,
+            model_reject=reject,
         )
         return [fused._fuse(texts[i], norms[i], *scores[i], found[i], heard[i]).labels for i in rows]
 
     # the model-only threshold decides only which model-only labels there are (each scores at least
     # min_score, 0.5): fuse once per setting at the lowest threshold, then keep the model-only
     # labels whose probability reaches each threshold (checked against a direct run below)
-    def fused_once(veto, dismiss, ag, rows):  # (code, probability if model-only else None) per label
+    def fused_once(veto, dismiss, ag, reject, rows):  # (code, probability if model-only else None) per label
         return [
             [
                 (lab.code, scores[i][0][lab.code] if all(e.kind == "model" for e in lab.evidence) else None)
                 for lab in labs
             ]
-            for i, labs in zip(rows, fuse_all(min(THRESHOLDS), veto, dismiss, ag, rows), strict=True)
+            for i, labs in zip(rows, fuse_all(min(THRESHOLDS), veto, dismiss, ag, reject, rows), strict=True)
         ]
 
     def at(labelled, thr):
         return [{code for code, p in labs if p is None or p >= thr} for labs in labelled]
 
-    def search(rows, held, first):
-        """The setting with the best key when the ``rows`` (indices) are fused with it and every
-        other row keeps its labels in ``held``; ties keep ``first``.  The key: the best macro-F1
-        over all rows that keeps benign false positives at or under FPR_CAP in each of dev and the
-        set-aside splits (pooled, dev's lower rate would hide the others', written like test)."""
+    def search(rows, held, first, grid):
+        """The setting (threshold, veto, dismiss, agreement, reject) with the best key when the
+        ``rows`` (indices) are fused with it and every other row keeps its labels in ``held``; the
+        ``grid`` gives (veto, dismiss, agreement, reject), each tried with every threshold; ties
+        keep ``first``.  The key: the best macro-F1 over all rows that keeps benign false positives
+        at or under FPR_CAP in each of dev and the set-aside splits (pooled, dev's lower rate would
+        hide the others', written like test) and in the transcripts of them all (the written lines
+        would hide theirs)."""
         tried = {}  # setting -> (key, macro-F1, highest FPR); predictions are not kept
-        for (veto, dismiss), ag in itertools.product(VETOES, agreements):
-            labelled = fused_once(veto, dismiss, ag, rows)
+        for veto, dismiss, ag, reject in grid:
+            labelled = fused_once(veto, dismiss, ag, reject, rows)
             for thr in THRESHOLDS:
                 pred = list(held)
                 for i, labels in zip(rows, at(labelled, thr), strict=True):
                     pred[i] = labels
                 sc = score_labels(gold_tune, pred)
-                fpr = max(score_labels(gold_tune[a:b], pred[a:b])["fpr"] for a, b in parts)
+                fpr = max(
+                    score_labels([gold_tune[i] for i in spoken], [pred[i] for i in spoken])["fpr"],
+                    *(score_labels(gold_tune[a:b], pred[a:b])["fpr"] for a, b in parts),
+                )
                 key = (fpr <= FPR_CAP, sc["macro_f1"] - max(0.0, fpr - FPR_CAP))
-                tried[thr, veto, dismiss, ag] = (key, sc["macro_f1"], fpr)
+                tried[thr, veto, dismiss, ag, reject] = (key, sc["macro_f1"], fpr)
         best = first
-        for thr, (veto, dismiss), ag in itertools.product(THRESHOLDS, VETOES, agreements):  # first best wins
-            if best is None or tried[thr, veto, dismiss, ag][0] > tried[best][0]:
-                best = (thr, veto, dismiss, ag)
+        # in threshold order, then the grid's (the order before rejects were tried); first best wins
+        for setting in sorted(tried, key=lambda setting: THRESHOLDS.index(setting[0])):
+            if best is None or tried[setting][0] > tried[best][0]:
+                best = setting
         return best, tried[best]
+
+    def main_grid(reject):
+        return [(veto, dismiss, ag, reject) for (veto, dismiss), ag in itertools.product(VETOES, agreements)]
+
+    def reject_grid(setting):
+        _, veto, dismiss, ag, _ = setting
+        return [(veto, dismiss, ag, reject) for reject in REJECTS]
 
     def report(pred):
         by_set = {}
-        for name, (a, b) in zip(TUNE, parts, strict=True):
-            sc = score_labels(gold_tune[a:b], pred[a:b])
-            asr = recall_by_aug(tune_rows[a:b], pred[a:b]).get("asr")
+        for name, rows in [*zip(TUNE, (range(a, b) for a, b in parts)), ("transcripts", spoken)]:
+            sc = score_labels([gold_tune[i] for i in rows], [pred[i] for i in rows])
+            asr = recall_by_aug([tune_rows[i] for i in rows], [pred[i] for i in rows]).get("asr")
             by_set[name] = {
                 "macro_f1": round(sc["macro_f1"], 4),
                 "fpr": round(sc["fpr"], 4),
@@ -542,21 +563,20 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
             }
         return by_set, recall_by_aug(tune_rows, pred).get("asr")
 
-    # first one setting for every text, then, holding it for written text, the transcripts' own
     everything, spoken = list(range(len(texts))), [i for i, h in enumerate(heard) if h]
-    best, (_, tune_f1, tune_fpr) = search(everything, [set()] * len(texts), None)
-    thr, veto, dismiss, agree = best
+    # the written settings: the main grid, then the reject with the others held; then, holding
+    # them for written text, the transcripts' own the same way
+    best, _ = search(everything, [set()] * len(texts), None, main_grid(0.0))
+    best, (_, tune_f1, tune_fpr) = search(everything, [set()] * len(texts), best, reject_grid(best))
     written = [{lab.code for lab in labs} for labs in fuse_all(*best)]
-    assert written == at(fused_once(veto, dismiss, agree, everything), thr), (
-        "fast tuning disagrees with _fuse"
-    )
+    assert written == at(fused_once(*best[1:], everything), best[0]), "fast tuning disagrees with _fuse"
 
     def picked(what, setting, f1, fpr, pred) -> dict:
         """Print a pick and return it as training.json keeps it."""
         by_set, asr_all = report(pred)
-        thr, veto, dismiss, agree = setting
+        thr, veto, dismiss, agree, reject = setting
         print(
-            f"{what}: threshold {thr}, veto {veto}, dismiss {dismiss}, agreement {agree}; "
+            f"{what}: threshold {thr}, veto {veto}, dismiss {dismiss}, agreement {agree}, reject {reject}; "
             f"macro-F1 {f1:.4f}, highest FPR {fpr:.4f}, ASR recall {asr_all:.4f}; "
             + json.dumps(by_set, ensure_ascii=False),
             flush=True,
@@ -566,15 +586,17 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
             "model_agreement": agree,
             "model_veto": veto,
             "model_dismiss": dismiss,
+            "model_reject": reject,
             "tune_macro_f1": f1,
-            "tune_fpr": fpr,  # the highest of the sets'
+            "tune_fpr": fpr,  # the highest of the sets' and the transcripts'
             "tune_asr_recall": asr_all,
             "tune_by_set": by_set,
         }
 
     fusion = picked(f"fusion picked on {' + '.join(TUNE)}", best, tune_f1, tune_fpr, written)
     fusion["tuned_on"] = f"{' + '.join(TUNE)} ({len(tune_rows)} utterances)"
-    heard_best, (_, asr_f1, asr_fpr) = search(spoken, written, best)
+    heard_best, _ = search(spoken, written, best, main_grid(best[4]))
+    heard_best, (_, asr_f1, asr_fpr) = search(spoken, written, heard_best, reject_grid(heard_best))
     pred = list(written)
     for i, labs in zip(spoken, fuse_all(*heard_best, spoken), strict=True):
         pred[i] = {lab.code for lab in labs}
@@ -659,8 +681,9 @@ Our ASR's transcripts (the batch and live pipelines' text; `livemod classify` an
 rows with `"source": "asr"`) have settings of their own, picked next on the same sets with the
 written ones held and the same rule: model_threshold = {asr["model_threshold"]},
 model_agreement = {asr["model_agreement"]}, model_veto = {asr["model_veto"]},
-model_dismiss = {asr["model_dismiss"]} (macro-F1 {asr["tune_macro_f1"]:.3f} over all of them, FPR
-{asr["tune_fpr"]:.3f} in the one with most, transcripts' recall {asr["tune_asr_recall"]:.3f}).  A
+model_dismiss = {asr["model_dismiss"]}, model_reject = {asr.get("model_reject", 0.0)} (macro-F1
+{asr["tune_macro_f1"]:.3f} over all of them, FPR {asr["tune_fpr"]:.3f} in the set or the transcripts
+with most, transcripts' recall {asr["tune_asr_recall"]:.3f}).  A
 sound-alike match in a transcript is likelier meant than a typed one: Whisper writes 包制摆病 for
 包治百病, a host does not.
 """
@@ -707,16 +730,18 @@ It never works alone in the product: `pipeline/classify/classifier.py` fuses it 
 lexicon and context rules.  A lexicon label gains score when the model agrees; a match made
 only by sound is dropped when the model gives it less than `model_veto`, and any match of an
 entry the lexicon weighs under 1 (a form often innocent) when the model gives it less than
-`model_dismiss` (the line does not read as that violation); the model alone
-raises a label (evidence kind `model`) from `model_threshold`, when every one of its readers
+`model_dismiss` (the line does not read as that violation), and a match of any entry but the
+user's own when it gives less than `model_reject` (it all but rules the violation out); the model
+alone raises a label (evidence kind `model`) from `model_threshold`, when every one of its readers
 (characters, Whisper embeddings, n-grams) gives at least `model_agreement`: none of them may be
-sure the utterance is harmless.  All four were picked on {info["fusion"]["tuned_on"]}, the dev
+sure the utterance is harmless.  All five were picked on {info["fusion"]["tuned_on"]}, the dev
 split and earlier test splits, which nothing is trained on: best macro-F1 with FPR
-at most {FPR_CAP:.1%} in each: model_threshold = {info["fusion"]["model_threshold"]},
+at most {FPR_CAP:.1%} in each and in their transcripts together: model_threshold = {info["fusion"]["model_threshold"]},
 model_agreement = {info["fusion"].get("model_agreement", 0.0)},
 model_veto = {info["fusion"]["model_veto"]},
-model_dismiss = {info["fusion"].get("model_dismiss", 0.0)} (macro-F1 {info["fusion"]["tune_macro_f1"]:.3f} over all of them,
-FPR {info["fusion"]["tune_fpr"]:.3f} in the one with most).
+model_dismiss = {info["fusion"].get("model_dismiss", 0.0)},
+model_reject = {info["fusion"].get("model_reject", 0.0)} (macro-F1 {info["fusion"]["tune_macro_f1"]:.3f} over all of them,
+FPR {info["fusion"]["tune_fpr"]:.3f} in the set or the transcripts with most).
 {asr_fusion_text(info["fusion"])}
 ## Data
 
@@ -729,7 +754,7 @@ transcribed by the pipeline's own Whisper (see `data/ASR_CORPUS.md`).  Train and
 by group (a template or sentence family and all its rewrites stay in one split).  Train ends
 with `train_extra.jsonl`: sentences by many writers that were held out once (the first and
 third test splits and `data/fresh`, as written, disguised and transcribed; the fourth, fifth,
-seventh and eighth, as written and transcribed), and copies of train sentences garbled as our
+seventh, eighth and ninth, as written and transcribed), and copies of train sentences garbled as our
 Whisper garbles noisy speech, its mistakes learned from the trained transcripts (`asr_sim`).  The model reads normalised text, so it trains on each
 (normalised text, labels) pair once: a disguised copy that normalisation undoes (traditional
 characters, separators) is its original again.  The test split is

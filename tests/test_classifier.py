@@ -113,6 +113,12 @@ def test_traditional_characters(clf):
         ("蜂蜜就是好吃的食品，说它包治百病的都是瞎说", "debunked"),
         ("有个粉丝被骗去做刷单，垫了几千块钱都没要回来，大家引以为戒", "warning"),
         ("我们家只卖正品，高仿的咱坚决不碰", "refused_after"),
+        # read in the tenth test split's false alarms: a rule stated, a penalty, a doctor's advice
+        ("网上卖电子烟是禁止销售的，大家也别在直播间找", "condemned"),
+        ("隔壁店做好评返现被平台罚了三万，我们坚决不碰", "condemned"),
+        ("犀牛角以前说能退烧，现在早就禁了，咱可不能买", "condemned"),
+        ("嗓子发炎要吃阿莫西林的话，请去正规医院挂号", "warning"),
+        ("头孢这类药得去医院让医生开，别自己乱吃", "warning"),
     ],
 )
 def test_context_rules_suppress_and_say_why(clf, text, rule):
@@ -140,6 +146,9 @@ def test_context_rules_suppress_and_say_why(clf, text, rule):
         ("这个高仿包背出去没人知道是假的", "banned_product.counterfeit"),  # a fake that passes
         ("艾司唑仑想要的直接拍，不查处方", "banned_product.prescription_drug"),  # 查处 is no seizure here
         ("别给别人说，私下转账给我再便宜五十", "fraud.off_platform"),  # secrecy, not 千万别给
+        # no doctor needed is the pitch; the platform's ban only said
+        ("头孢不用去医院让医生开，私聊直接给你发", "banned_product.prescription_drug"),
+        ("电子烟平台禁止售卖，想要的私聊我", "banned_product.tobacco"),
     ],
 )
 def test_context_rules_do_not_swallow_real_offers(clf, text, code):
@@ -163,6 +172,7 @@ def test_context_rules_do_not_swallow_real_offers(clf, text, code):
         *("这款雪茄色的皮鞋很百搭", "孩子考了全班第一，奖励一台学习机", "这把喷漆枪刷墙很快"),
         *("这把牙刷单支装，想多买的拍四支装", "冬天脱衣服老是起静电", "这个行李箱我站上去给你们看"),
         *("拖把我现场拖给你们看，这块地刚洒了酱油", "这个口红我涂给你们看，黄皮涂上显白"),
+        "这个刷子刷单层的铁锅不伤涂层",  # a brush, not 刷单
     ],
 )
 def test_substring_traps(clf, text):
@@ -359,7 +369,9 @@ def test_a_match_the_model_does_not_believe_is_dismissed_and_listed():
     result = fused.classify(text)
     assert result.labels == ()
     assert ("象牙", "model_dismiss") in {(ev.match, why) for ev, why in result.suppressed}
-    assert codes(Classifier(ClassifierConfig(model_dismiss=0.0)), text) == {"banned_product.wildlife"}
+    assert codes(Classifier(ClassifierConfig(model_dismiss=0.0, model_reject=0.0)), text) == {
+        "banned_product.wildlife"
+    }
     # an ivory sale stays flagged, on the lexicon's evidence
     (ivory,) = [
         lab
@@ -369,14 +381,46 @@ def test_a_match_the_model_does_not_believe_is_dismissed_and_listed():
     assert ivory.code == "banned_product.wildlife" and "象牙" in ivory.evidence[0].match
 
 
+def test_a_match_the_model_rules_out_is_rejected_unless_the_entry_is_yours(tmp_path):
+    """Below ``model_reject`` (tuned with the other fusion settings) the model drops a lone match
+    of any entry, weight 1 included (头孢): the line does not read as that violation at all.  The
+    match stays listed as suppressed, with why.  A violation named more than once stands (the
+    seed page's spam, test_seed_page_...), and so does a match of the user's own entry, whatever
+    the model says: a term it never met would often fall under the line."""
+    text = "我弟感冒了，医生给他开了头孢，叮嘱他这几天别喝酒"
+    kept = Classifier(ClassifierConfig(model_reject=0.0))
+    assert "banned_product.prescription_drug" in codes(kept, text)
+    rejecting = Classifier(ClassifierConfig(model_reject=1.0))
+    result = rejecting.classify(text)
+    assert "banned_product.prescription_drug" not in {lab.code for lab in result.labels}
+    assert ("头孢", "model_reject") in {(ev.match, why) for ev, why in result.suppressed}
+    user = tmp_path / "mine.yaml"
+    user.write_text(
+        "category: banned_product\n"
+        "subcategories:\n"
+        "  prescription_drug:\n"
+        "    severity: high\n"
+        "    basis: 我们自己的规定\n"
+        "    entries:\n"
+        "      - {id: user.pill, term: 清肺灵丹}\n",
+        encoding="utf-8",
+    )
+    mine = Classifier(ClassifierConfig(model_reject=1.0, user_lexicons=[user]))
+    yours = text.replace("头孢", "清肺灵丹")
+    (label,) = [lab for lab in mine.classify(yours).labels if lab.code == "banned_product.prescription_drug"]
+    assert [ev.rule for ev in label.evidence] == ["user.pill"]
+    # twice named, it stands too
+    assert "banned_product.prescription_drug" in codes(rejecting, "头孢要吗，医生给他开了头孢")
+
+
 def test_the_model_dismisses_nothing_in_a_line_with_a_phone_or_id_number():
     """Runs of seven or more digits are all but absent from training, and the model reads a
     request for an ID number as harmless once the numbers are in it (p about 0.004, 0.985
     without, with the model of the seventh split): the lexicon's 身份证号 (weight 0.9) is not
     dismissed there, whatever ``model_dismiss`` is (0.5 here, where the shipped model's p, about
-    0.3 now, would dismiss it)."""
+    0.3 now, would dismiss it), nor rejected (``model_reject``)."""
     text = "想要的家人打我电话13812345678，身份证号110101199003071234发我"
-    clf = Classifier(ClassifierConfig(model_dismiss=0.5))
+    clf = Classifier(ClassifierConfig(model_dismiss=0.5, model_reject=0.5))
     clf.setup()
     ((probs, _),) = clf.model.predict_with_agreement([clf.normalize(text).text])
     assert probs["fraud.info_phishing"] < clf.config.model_dismiss

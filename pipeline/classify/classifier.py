@@ -157,7 +157,13 @@ class Classifier:
         c = self.config
         fusion = self.model.fusion if self.model else {}
         tuned = {**fusion, **fusion.get("asr", {})} if transcript and c.transcript_fusion else fusion
-        defaults = {"model_veto": 0.05, "model_threshold": 0.7, "model_agreement": 0.0, "model_dismiss": 0.0}
+        defaults = {
+            "model_veto": 0.05,
+            "model_threshold": 0.7,
+            "model_agreement": 0.0,
+            "model_dismiss": 0.0,
+            "model_reject": 0.0,
+        }
         return {k: v if (v := getattr(c, k)) is not None else tuned.get(k, d) for k, d in defaults.items()}
 
     def _lexicon(
@@ -203,14 +209,15 @@ class Classifier:
     ) -> Classification:
         """Lexicon scores, raised when the model agrees; sound-alike matches the model finds
         implausible are dropped, and so are matches of entries weighed under 1 that it does not
-        believe (``model_dismiss``); the model alone flags what it is confident about.  ``found``:
+        believe (``model_dismiss``), and matches of any entry it all but rules out
+        (``model_reject``); the model alone flags what it is confident about.  ``found``:
         the utterance's ``findings``, when the caller has them (the fusion tuning tries many
         thresholds on the same utterances); they are not changed.  ``transcript``: the text is our
         ASR's (``settings``)."""
         c = self.config
         s = self.settings(transcript)
         veto, threshold = s["model_veto"], s["model_threshold"]
-        agreement, dismiss = s["model_agreement"], s["model_dismiss"]
+        agreement, dismiss, reject = s["model_agreement"], s["model_dismiss"], s["model_reject"]
         allowed_norm, by_code, suppressed, context = found or self.findings(text, norm)
         by_code, suppressed = dict(by_code), list(suppressed)  # edited below
         for code in list(by_code):  # short near matches need the model's word (SHORT_NEAR_CONFIRM)
@@ -240,6 +247,14 @@ class Classifier:
                 # whole does not read as the violation; a weight-1 entry (yours by default) stands
                 if p < dismiss and all(m.entry.weight < 1 for m, _ in items) and not long_digits:
                     suppressed += [(ev, "model_dismiss") for ev in evidence]
+                    continue
+                # nor a lone match where the model is all but sure the line is not this violation;
+                # a violation named more than once stands (the seed page's porn spam names three
+                # sites, and the model, knowing livestream talk, puts it at 0.001), and so do the
+                # user's own entries (a term the model never met would often fall under the line)
+                alone = len(items) == 1 and not items[0][0].entry.user
+                if p < reject and alone and not long_digits:
+                    suppressed += [(ev, "model_reject") for ev in evidence]
                     continue
                 score = 1.0 - (1.0 - score) * (1.0 - p)
             if score >= c.min_score:

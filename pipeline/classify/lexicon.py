@@ -55,6 +55,7 @@ class Entry:
     max_price_ratio: float | None = None  # a reference price counts only for a cut this deep or deeper
     weight: float = 1.0
     source: str = ""  # file it came from
+    user: bool = False  # from the user's own files (classifier.user_lexicons): the model never drops it
 
 
 @dataclass(frozen=True)
@@ -84,19 +85,19 @@ class Lexicon:
             raise LexiconError(f"{folder}: no lexicon files (*.yaml) found (classifier.lexicon_dir)")
         digest = hashlib.sha1()
         versions = []
-        for path in [*files, *map(Path, extra)]:
+        for path, user in [*((f, False) for f in files), *((Path(f), True) for f in extra)]:
             if not path.is_file():
                 raise LexiconError(f"{path}: lexicon file not found (classifier.user_lexicons)")
             raw = path.read_bytes()
             digest.update(raw)
-            versions.append(lex._add_file(path, raw))
+            versions.append(lex._add_file(path, raw, user))
         lex.version = (
             f"lexicon-{max(v for v in versions if v) if any(versions) else '0'}+{digest.hexdigest()[:8]}"
         )
         lex._build()
         return lex
 
-    def _add_file(self, path: Path, raw: bytes) -> str:
+    def _add_file(self, path: Path, raw: bytes, user: bool = False) -> str:
         try:
             doc = yaml.safe_load(raw.decode("utf-8")) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -111,10 +112,10 @@ class Lexicon:
         if subs and category not in CATEGORIES:
             raise LexiconError(f"{path}: category: unknown {category!r}; known: {', '.join(CATEGORIES)}")
         for name, spec in subs.items():
-            self._add_subcategory(path, category, name, spec or {})
+            self._add_subcategory(path, category, name, spec or {}, user)
         return str(doc.get("version") or "")
 
-    def _add_subcategory(self, path: Path, category: str, name: str, spec: dict) -> None:
+    def _add_subcategory(self, path: Path, category: str, name: str, spec: dict, user: bool = False) -> None:
         where = f"{path}: subcategories.{name}"
         if name not in CATEGORIES[category]:
             raise LexiconError(
@@ -142,6 +143,7 @@ class Lexicon:
                 max_price_ratio=_ratio(item.get("max_price_ratio"), f"{where}.entries[{k}].max_price_ratio"),
                 weight=weight,
                 source=path.name,
+                user=user,
             )
 
     def _build(self) -> None:

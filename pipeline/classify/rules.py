@@ -120,6 +120,15 @@ WARNINGS = (
     "保护野生动物",
     "投资有风险",
     "引以为戒",  # 有个粉丝被骗去做刷单，钱都没要回来，大家引以为戒
+    # the viewer sent to a doctor: 阿莫西林是处方药，有炎症请去正规医院看医生 (read in the
+    # tenth test split's false alarms, like the cues marked so below)
+    *("让医生开", "遵医嘱", "咨询医生", "请去正规医院", "请去医院", "去正规医院看医生"),
+)
+NOT_WARNING = tuple(  # no doctor needed is the pitch: 头孢不用去医院让医生开，私聊直接发
+    f"{no}{via}{cue}"
+    for no in ("不用", "不必", "不需要", "无需", "用不着", "省得", "免得", "别")
+    for via in ("", "去医院", "跑医院", "去正规医院")
+    for cue in ("让医生开", "遵医嘱", "咨询医生", "去正规医院", "去医院")
 )
 
 # the speaker says the claim or offer is false: 说是央视推荐，其实都是假的
@@ -156,6 +165,10 @@ CONDEMNS = (
     # what the viewer should do with it comes after: 有人找你要验证码，千万别给; 收益翻倍的链接别点
     *("千万别给", "千万不要给", "别给他们", "都别给", "一律别给", "别点", "不要点", "千万别点", "别贪便宜"),
     *("已经踢了", "踢出去了", "已经拉黑", "是侵权", "帮我踢", "踢一下", "就拉黑", "请你尊重"),
+    # banned or punished, and the speaker keeps away (tenth test split): 电子烟在网上是禁止售卖的;
+    # 以前有商家因为好评返现被平台罚了，我们不干这种事
+    # (but not 平台禁止售卖，想要的私聊我: only the rule stated, 是禁止售卖的)
+    *("是禁止售卖的", "是禁止销售的", "早就禁了", "可不能买", "被平台罚", "被罚了", "不干这种"),
 )
 NOT_CONDEMN = (
     *("不是违法的", "不违法", "不是犯法的", "不犯法", "没有违法", "不是违规的", "不违规", "没有违规"),
@@ -214,6 +227,7 @@ _NOT_NEGATION = _alternation(NOT_NEGATION)
 _NEGATORS = _alternation(NEGATORS)
 _REPORTED = _alternation(REPORTED)
 _WARNINGS = _alternation(WARNINGS)
+_NOT_WARNING = _alternation(NOT_WARNING)
 _DEBUNKS = _alternation(DEBUNKS)
 _NOT_DEBUNK = _alternation(NOT_DEBUNK)
 _CONDEMNS = _alternation(CONDEMNS)
@@ -240,8 +254,9 @@ def reported_speech(text: str, start: int, end: int, window: int = 6) -> bool:
 
 
 def warning(text: str, start: int, end: int, window: int = 6) -> bool:
-    """The match is warned against: 提醒大家谨防刷单诈骗, 不要相信先交手续费的中奖."""
-    return _WARNINGS.search(_sentence(text, start, end)) is not None
+    """The match is warned against: 提醒大家谨防刷单诈骗, 不要相信先交手续费的中奖; the viewer is
+    sent to a doctor: 头孢这种得去医院让医生开 (but not 不用去医院让医生开, which sells it)."""
+    return _WARNINGS.search(_mask(_NOT_WARNING, _sentence(text, start, end))) is not None
 
 
 def debunked(text: str, start: int, end: int, window: int = 6) -> bool:
