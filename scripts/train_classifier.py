@@ -730,8 +730,9 @@ It never works alone in the product: `pipeline/classify/classifier.py` fuses it 
 lexicon and context rules.  A lexicon label gains score when the model agrees; a match made
 only by sound is dropped when the model gives it less than `model_veto`, and any match of an
 entry the lexicon weighs under 1 (a form often innocent) when the model gives it less than
-`model_dismiss` (the line does not read as that violation), and a match of any entry but the
-user's own when it gives less than `model_reject` (it all but rules the violation out); the model
+`model_dismiss` (the line does not read as that violation), and a label resting on one match of
+any entry but the user's own when it gives less than `model_reject` (it all but rules the
+violation out); the model
 alone raises a label (evidence kind `model`) from `model_threshold`, when every one of its readers
 (characters, Whisper embeddings, n-grams) gives at least `model_agreement`: none of them may be
 sure the utterance is harmless.  All five were picked on {info["fusion"]["tuned_on"]}, the dev
