@@ -141,6 +141,24 @@ def test_the_test_split_is_sentences_written_for_it_and_only_ever_tested_on():
     assert near == 0
 
 
+def test_the_next_test_split_is_sealed():
+    """``data/next_test/``: sentences written for the next test split (the twelfth), screened
+    like the test split's against every text the project has (the test split's included);
+    nothing reads them yet, so they copy nothing trained on, tuned on or tested on.  Failures
+    give counts only: the sentences stay unread until the split is scored."""
+    said = read_jsonl(DATA / "next_test" / "sentences.jsonl")
+    assert (len(said), {s["id"][0] for s in said}) == (701, {"x"})
+    counts = Counter(lab for s in said for lab in s["labels"] or ["benign"])
+    assert (len(counts), min(counts.values()) >= 20) == (17, True)
+    assert counts["benign"] >= len(said) * 0.45
+    # read aloud once each, sealed like them (test rows, for when the split becomes the test)
+    asr = DATA / "next_test" / "asr.jsonl"
+    if asr.is_file():
+        assert_read_aloud_once(said, read_jsonl(asr), "test")
+    near = near_copies_of_the_rest(said, ("test",))
+    assert near == 0
+
+
 def test_the_second_test_split_is_trained_on_by_nothing():
     """The second test split was scored twice, then chose between retrained models and tunes
     the fusion thresholds with dev: it is in no split the model trains on."""
