@@ -449,7 +449,8 @@ VETOES = tuple(
     for dismiss in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
     if dismiss <= veto
 )
-# below model_reject any lexicon match drops: tried after the others are picked, with them held
+# below model_reject a label resting on one lexicon match drops, whatever the entry's weight:
+# tried after the others are picked, with them held
 REJECTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
 # the most benign false positives on dev and on each set-aside split that the fusion tuning
 # accepts (target: 5% on test).  Those splits were written like test, by writers who read none of

@@ -209,8 +209,8 @@ class Classifier:
     ) -> Classification:
         """Lexicon scores, raised when the model agrees; sound-alike matches the model finds
         implausible are dropped, and so are matches of entries weighed under 1 that it does not
-        believe (``model_dismiss``), and matches of any entry it all but rules out
-        (``model_reject``); the model alone flags what it is confident about.  ``found``:
+        believe (``model_dismiss``), and a lone match of any entry where it all but rules the
+        violation out (``model_reject``); the model alone flags what it is confident about.  ``found``:
         the utterance's ``findings``, when the caller has them (the fusion tuning tries many
         thresholds on the same utterances); they are not changed.  ``transcript``: the text is our
         ASR's (``settings``)."""
