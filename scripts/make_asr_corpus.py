@@ -124,7 +124,7 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
     seen = set()
     for i, row in enumerate(rows, start=1):
         sid, text, labels = row.get("id"), row.get("text"), row.get("labels")
-        if not (isinstance(sid, str) and re.fullmatch(r"[stedhkmnpqruvwx]\d{4}", sid)):
+        if not (isinstance(sid, str) and re.fullmatch(rf"[s{SALTED}]\d{{4}}", sid)):
             raise CorpusError(f"{path}:{i}: bad id {sid!r}")
         if sid in seen:
             raise CorpusError(f"{path}:{i}: duplicate id {sid}")
@@ -138,7 +138,9 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
-SALTED = "tedhkmnpqruvwx"  # sentence id letters with their own draws (all but the first pick's s)
+# sentence id letters with their own draws (all but the first pick's s); with s, the id letters
+# load_sentences accepts
+SALTED = "tedhkmnpqruvwx"
 
 
 def sentence_rng(sid: str, salt: int) -> np.random.Generator:

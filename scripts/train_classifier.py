@@ -487,6 +487,7 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
     agreements = AGREEMENTS if agree is None else (agree,)
 
     heard = [row.get("source") == "asr" for row in tune_rows]  # our ASR's transcripts
+    everything, spoken = list(range(len(texts))), [i for i, h in enumerate(heard) if h]
 
     def fuse_all(thr, veto, dismiss, ag, reject, rows=None):
         """Labels of the ``rows`` (indices; all) with these settings, for written text and transcripts."""
@@ -564,7 +565,6 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
             }
         return by_set, recall_by_aug(tune_rows, pred).get("asr")
 
-    everything, spoken = list(range(len(texts))), [i for i, h in enumerate(heard) if h]
     # the written settings: the main grid, then the reject with the others held; then, holding
     # them for written text, the transcripts' own the same way
     best, _ = search(everything, [set()] * len(texts), None, main_grid(0.0))

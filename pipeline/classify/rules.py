@@ -92,6 +92,9 @@ REPORTED = (
     # what the platform did to others: 之前有同行因为刷单被平台封店了
     *("被平台封", "被封号", "封店了", "被封了"),
 )
+# the viewer sent to a doctor: 阿莫西林是处方药，有炎症请去正规医院看医生 (read in the tenth test
+# split's false alarms, like the cues marked so below)
+DOCTOR_ADVICE = ("让医生开", "遵医嘱", "咨询医生", "请去正规医院", "请去医院", "去正规医院看医生")
 WARNINGS = (
     "提醒大家",
     "提醒家人们",
@@ -120,15 +123,13 @@ WARNINGS = (
     "保护野生动物",
     "投资有风险",
     "引以为戒",  # 有个粉丝被骗去做刷单，钱都没要回来，大家引以为戒
-    # the viewer sent to a doctor: 阿莫西林是处方药，有炎症请去正规医院看医生 (read in the
-    # tenth test split's false alarms, like the cues marked so below)
-    *("让医生开", "遵医嘱", "咨询医生", "请去正规医院", "请去医院", "去正规医院看医生"),
+    *DOCTOR_ADVICE,
 )
 NOT_WARNING = tuple(  # no doctor needed is the pitch: 头孢不用去医院让医生开，私聊直接发
     f"{no}{via}{cue}"
     for no in ("不用", "不必", "不需要", "无需", "用不着", "省得", "免得", "别")
     for via in ("", "去医院", "跑医院", "去正规医院")
-    for cue in ("让医生开", "遵医嘱", "咨询医生", "去正规医院", "去医院")
+    for cue in DOCTOR_ADVICE
 )
 
 # the speaker says the claim or offer is false: 说是央视推荐，其实都是假的
