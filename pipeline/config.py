@@ -129,8 +129,8 @@ class ClassifierConfig(_Section):
     # 医生给他开了头孢). Labels with more matches, the user's own entries, and lines with a phone
     # or ID number keep their matches
     model_reject: float | None = Field(None, ge=0, le=1)
-    # a model-only flag also needs each of the model's two readers (characters, Whisper
-    # embeddings) at or above this: one overconfident reader alone does not flag
+    # a model-only flag also needs each of the model's readers that has a share (characters,
+    # Whisper embeddings, n-grams) at or above this: one overconfident reader alone does not flag
     model_agreement: float | None = Field(None, ge=0, le=1)
     # where a context rule fired (negation, warning, ...), the model alone flags only when it and
     # every reader give at least this: a rule misled by a misheard word (Whisper's 也没门看我这身材

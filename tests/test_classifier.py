@@ -468,6 +468,49 @@ def test_a_model_only_flag_needs_every_reader_to_agree():
             assert each[0] - 1e-5 <= probs[code] <= each[-1] + 1e-5
 
 
+def test_the_readers_are_mixed_in_the_shares_tuned_for_written_text_and_for_transcripts(tmp_path):
+    """The fusion tuning picks each reader's share of the model's probability, for written text
+    and for our ASR's transcripts apart (``reader_shares`` in training.json's fusion and its
+    ``asr``).  A reader with no share neither counts in the mix nor stops a model-only flag.  Here
+    written text is read by the character model alone, transcripts by the n-gram reader alone.
+    The demo stream's 今天下单的都送一个小礼品 comes out of Whisper as 小例评: the character model
+    hears 好评 in it and reads fake orders, the n-gram reader does not."""
+    import shutil
+
+    import numpy as np
+
+    model = tmp_path / "model"
+    shutil.copytree(Path(ClassifierConfig().model_dir), model)
+    info = json.loads((model / "training.json").read_text(encoding="utf-8"))
+    info["fusion"] = {
+        **info["fusion"],
+        "model_threshold": 0.5,
+        "model_agreement": 0.0,
+        "reader_shares": {"char": 1.0, "semantic": 0.0, "ngram": 0.0},
+        "asr": {"model_threshold": 0.5, "reader_shares": {"char": 0.0, "semantic": 0.0, "ngram": 1.0}},
+    }
+    (model / "training.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+    clf = Classifier(ClassifierConfig(model_dir=model))
+    clf.setup()
+    garbled = "今天下单的都送一个小例评,先到先等。"
+    lines = [clf.normalize(t).text for t in (garbled, "加我微信私聊，给你便宜")]
+    each = clf.model.read(lines)  # readers × lines × codes
+    assert each.shape == (3, 2, len(CODES)) and list(clf.model.shares) == ["char", "semantic", "ngram"]
+    for heard, reader in ((False, 0), (True, 2)):
+        for (probs, agree), p in zip(clf.scores(lines, [heard, heard]), each[reader], strict=True):
+            assert [probs[c] for c in clf.model.codes] == pytest.approx(p.tolist(), abs=1e-6)
+            assert [agree[c] for c in clf.model.codes] == pytest.approx(p.tolist(), abs=1e-6)
+    fake = clf.model.codes.index("fraud.fake_order")
+    assert each[0, 0, fake] >= 0.5 > each[2, 0, fake]
+    assert "fraud.fake_order" in {lab.code for lab in clf.classify(garbled).labels}
+    assert "fraud.fake_order" not in {lab.code for lab in clf.classify(garbled, transcript=True).labels}
+    # without shares the model mixes its readers as trained: equally
+    mixed = clf.model.mix(each)
+    assert [mixed[0][0][c] for c in clf.model.codes] == pytest.approx(
+        np.mean(each[:, 0], axis=0).tolist(), abs=1e-3
+    )
+
+
 def test_the_ngram_reader_hears_misheard_words_in_their_pinyin_pieces():
     from pipeline.classify.ngram import hashed, pieces
 

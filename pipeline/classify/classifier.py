@@ -143,11 +143,33 @@ class Classifier:
         if self.model is None:  # the settings are the model's: nothing differs for transcripts
             return [self._fuse(t, n, None) for t, n in zip(texts, norms, strict=True)]
         heard = transcript if isinstance(transcript, list) else [transcript] * len(texts)
-        scores = self.model.predict_with_agreement([n.text for n in norms])
+        scores = self.scores([n.text for n in norms], heard)
         return [
             self._fuse(t, n, p, a, transcript=h)
             for t, n, (p, a), h in zip(texts, norms, scores, heard, strict=True)
         ]
+
+    def scores(self, normalised: list[str], heard: list[bool]) -> list[tuple[dict, dict]]:
+        """The model's (probabilities, agreement) per text, its readers mixed in the shares for
+        written text or for our ASR's transcripts (``heard``), read once."""
+        each = self.model.read(normalised)
+        out: list = [None] * len(normalised)
+        for spoken in (False, True):
+            rows = [i for i, h in enumerate(heard) if h == spoken]
+            if rows:
+                for i, pa in zip(rows, self.model.mix(each[:, rows], self.shares(spoken)), strict=True):
+                    out[i] = pa
+        return out
+
+    def _tuned(self, transcript: bool) -> dict:
+        fusion = self.model.fusion if self.model else {}
+        return {**fusion, **fusion.get("asr", {})} if transcript and self.config.transcript_fusion else fusion
+
+    def shares(self, transcript: bool = False) -> dict[str, float]:
+        """Each of the model's readers' share of its probability, as tuned at training time for
+        written text or for our ASR's transcripts (there the n-gram reader, which hears pinyin
+        pieces, is far the surest), else as trained."""
+        return self._tuned(transcript).get("reader_shares") or self.model.shares
 
     def settings(self, transcript: bool = False) -> dict[str, float]:
         """The fusion's thresholds: the config's where it sets them, else those tuned at training
@@ -155,8 +177,7 @@ class Classifier:
         A transcript's sound-alike match is likelier meant than a typed one (Whisper writes
         包制摆病 for 包治百病, a host does not), so there the model need be less sure of it."""
         c = self.config
-        fusion = self.model.fusion if self.model else {}
-        tuned = {**fusion, **fusion.get("asr", {})} if transcript and c.transcript_fusion else fusion
+        tuned = self._tuned(transcript)
         defaults = {
             "model_veto": 0.05,
             "model_threshold": 0.7,

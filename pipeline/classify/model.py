@@ -148,38 +148,51 @@ class TextModel:
         if ngram and ngram.get("weight", 0) > 0 and (self.path / NGRAM_WEIGHTS).is_file():
             self.readers.append(("ngram", float(ngram["weight"]), NgramReader(self.path, ngram)))
 
-    def predict(self, normalised: list[str], batch_size: int = 64) -> list[dict[str, float]]:
-        """Probabilities per code for each (already normalised) text."""
-        return [probs for probs, _ in self.predict_with_agreement(normalised, batch_size)]
+    @property
+    def shares(self) -> dict[str, float]:
+        """Each reader's share of the average as trained (equal): the character model's is what
+        the others leave.  The fusion tuning may pick others (``training.json``'s fusion)."""
+        return {"char": 1.0 - sum(w for _, w, _ in self.readers), **{n: w for n, w, _ in self.readers}}
 
-    def predict_with_agreement(
-        self, normalised: list[str], batch_size: int = 64
-    ) -> list[tuple[dict[str, float], dict[str, float]]]:
-        """Per text: (probability per code, what the least convinced reader gives per code).
-        The readers are the character model and, when trained, the Whisper-embedding head and the
-        n-gram reader; a model-only flag needs none of them to be sure the text is harmless.  With
-        the character model alone both numbers are the same."""
+    def read(self, normalised: list[str], batch_size: int = 64) -> np.ndarray:
+        """Every reader's probabilities: readers × texts × codes, in ``shares``' order."""
         import torch
 
         if self.model is None:
             self.setup()
-        out = []
+        parts = []
         for i in range(0, len(normalised), batch_size):
             texts = normalised[i : i + batch_size]
             with torch.inference_mode():
                 char = torch.sigmoid(self.model(**self.encode(texts)).logits).numpy()
-            probs, each = char, [char]
-            if self.readers:
-                probs = (1.0 - sum(w for _, w, _ in self.readers)) * char
-                for _, w, reader in self.readers:
-                    each.append(reader.predict(texts))
-                    probs = probs + w * each[-1]
-            agree = np.min(np.stack(each), axis=0)
-            out += [
-                (
-                    dict(zip(self.codes, p.tolist(), strict=True)),
-                    dict(zip(self.codes, a.tolist(), strict=True)),
-                )
-                for p, a in zip(probs, agree, strict=True)
-            ]
-        return out
+            parts.append(np.stack([char, *(reader.predict(texts) for _, _, reader in self.readers)]))
+        if not parts:
+            return np.zeros((1 + len(self.readers), 0, len(self.codes)), dtype=np.float32)
+        return np.concatenate(parts, axis=1)
+
+    def mix(
+        self, each: np.ndarray, shares: dict[str, float] | None = None
+    ) -> list[tuple[dict[str, float], dict[str, float]]]:
+        """Per text of ``read``'s output: (the readers' probabilities averaged by ``shares``, what the
+        least convinced reader with a share gives), each per code.  With the character model
+        alone both numbers are the same."""
+        shares = shares or self.shares
+        weights = [float(shares.get(name, 0.0)) for name in self.shares]
+        probs = sum(w * p for w, p in zip(weights, each, strict=True))
+        agree = np.min(each[[i for i, w in enumerate(weights) if w > 0]], axis=0)
+        return [
+            (dict(zip(self.codes, p.tolist(), strict=True)), dict(zip(self.codes, a.tolist(), strict=True)))
+            for p, a in zip(probs, agree, strict=True)
+        ]
+
+    def predict(self, normalised: list[str], batch_size: int = 64) -> list[dict[str, float]]:
+        """Probabilities per code for each (already normalised) text, the readers in their trained shares."""
+        return [probs for probs, _ in self.predict_with_agreement(normalised, batch_size)]
+
+    def predict_with_agreement(
+        self, normalised: list[str], batch_size: int = 64, shares: dict[str, float] | None = None
+    ) -> list[tuple[dict[str, float], dict[str, float]]]:
+        """Per text: (probability per code, what the least convinced reader gives per code).
+        The readers are the character model and, when trained, the Whisper-embedding head and the
+        n-gram reader; a model-only flag needs none of them to be sure the text is harmless."""
+        return self.mix(self.read(normalised, batch_size), shares)
