@@ -190,9 +190,9 @@ class TextModel:
         return [probs for probs, _ in self.predict_with_agreement(normalised, batch_size)]
 
     def predict_with_agreement(
-        self, normalised: list[str], batch_size: int = 64, shares: dict[str, float] | None = None
+        self, normalised: list[str], batch_size: int = 64
     ) -> list[tuple[dict[str, float], dict[str, float]]]:
         """Per text: (probability per code, what the least convinced reader gives per code).
         The readers are the character model and, when trained, the Whisper-embedding head and the
         n-gram reader; a model-only flag needs none of them to be sure the text is harmless."""
-        return self.mix(self.read(normalised, batch_size), shares)
+        return self.mix(self.read(normalised, batch_size))
