@@ -105,12 +105,17 @@ def assert_no_duplicates(out: Path) -> None:
 
 def run_with_fault(config, out: Path, inputs: list[str], arm) -> tuple[object, list[int]]:
     """Run a Ray batch on ``inputs``; ``arm(batch)``, called before it starts, returns the fault
-    (a worker killed, a node removed) and the indexes of the ASR actors it takes down.  It strikes
-    once a window is done and another is in flight on one of those actors (a window in flight
-    elsewhere would make a fault that nothing needs to recover from).  Returns the finished
-    driver and how many windows were in flight on the struck actors when it struck."""
+    (a callable that takes the index of an ASR actor down: kills it, removes its node) and the
+    indexes of the actors it may strike.  It strikes once a window's transcript is done (the run
+    is under way) and picks an actor, among those, that is transcribing a window right then:
+    striking an actor with nothing to transcribe, or after its transcripts reached the driver,
+    leaves nothing to recover from.  Which actor gets which window is up to the scheduler, so
+    the victim is chosen then, not before.  Returns the finished driver and how many windows
+    the struck actor was transcribing when it struck (nothing if it never could strike)."""
     import threading
     import time
+
+    import ray
 
     from pipeline.classify.classifier import Classifier
     from pipeline.manifest import Manifest
@@ -122,33 +127,40 @@ def run_with_fault(config, out: Path, inputs: list[str], arm) -> tuple[object, l
     writer = OutputWriter(out, config, version)
     manifest = Manifest(out, config, version)
     batch = RayBatch(config, writer, Progress(enabled=False), manifest)
-    fault, hit = arm(batch)
+    fault, strikable = arm(batch)
     struck: list[int] = []
+    finished = threading.Event()
 
-    def on_hit() -> int:
-        """Windows whose transcription on a struck actor is not done yet.  A window counts as in
-        flight until it is classified too; once its transcript has reached the driver, losing the
-        actor costs nothing, and striking then would leave nothing to recover (a flaky test)."""
-        import ray
-
-        pending = [job.t_ref for job in list(batch.inflight.values()) if job.actor in hit]
-        if not pending:
-            return 0
-        _, running = ray.wait(pending, num_returns=len(pending), timeout=0, fetch_local=False)
-        return len(running)
+    def transcribing() -> tuple[bool, dict[int, int]]:
+        """Whether some window's transcript is done, and per strikable actor how many windows
+        it is still transcribing."""
+        jobs = list(batch.inflight.values())
+        if not jobs:
+            return batch.completed > 0, {}
+        refs = [job.t_ref for job in jobs]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        running: dict[int, int] = {}
+        for job, ref in zip(jobs, refs, strict=True):
+            if ref not in ready and job.actor in strikable:
+                running[job.actor] = running.get(job.actor, 0) + 1
+        return batch.completed > 0 or bool(ready), running
 
     def strike_mid_run() -> None:
-        deadline = time.monotonic() + 240
-        while not (batch.completed >= 1 and on_hit()) and time.monotonic() < deadline:
+        while not finished.is_set():
+            under_way, running = transcribing()
+            if under_way and running:
+                victim = max(running, key=running.__getitem__)
+                struck.append(running[victim])
+                fault(victim)
+                return
             time.sleep(0.02)
-        struck.append(on_hit())
-        fault()
 
     striker = threading.Thread(target=strike_mid_run, daemon=True)
     striker.start()
     try:
         batch.run(inputs)
     finally:
+        finished.set()
         striker.join()
         batch.shutdown()
         writer.close()

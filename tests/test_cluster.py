@@ -52,10 +52,13 @@ def test_node_killed_during_a_batch(fault_inputs, tmp_path, cluster, monkeypatch
     def remove_an_asr_node(batch):
         assert len([n for n in ray.nodes() if n["Alive"]]) == 3  # the driver joined the cluster
         asr_nodes = ray.get([a.node.remote() for a in batch.asr.actors], timeout=300)
-        victim = next(n for n in cluster.worker_nodes if n.node_id in asr_nodes)
-        on_victim = {i for i, node in enumerate(asr_nodes) if node == victim.node_id}
-        # as a machine that loses power; it strikes while the victim's actors have work
-        return lambda: cluster.remove_node(victim, allow_graceful=False), on_victim
+        workers = {n.node_id: n for n in cluster.worker_nodes}  # the head node stays up
+
+        def remove_node_of(actor: int) -> None:
+            # as a machine that loses power, while that actor is transcribing a window
+            cluster.remove_node(workers[asr_nodes[actor]], allow_graceful=False)
+
+        return remove_node_of, {i for i, node in enumerate(asr_nodes) if node in workers}
 
     out = tmp_path / "out"
     batch, removed = run_with_fault(config, out, fault_inputs, remove_an_asr_node)
