@@ -100,3 +100,10 @@ def test_live_run_scraped_while_it_runs(tmp_path):
     assert ("livemod_queue_depth", (("queue", "m1"),)) in last
     assert last[("livemod_utterances_total", ())] <= summary["per_stream"]["m1"]["utterances"]
     assert last[("livemod_failures_total", (("kind", "lost"),))] == 0
+    # the stream's row keeps how far it got once it has ended (it used to fall back to 0, and so
+    # did the position gauge scraped between the end of the stream and the end of the run)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "moderation.db") as db:
+        (duration,) = db.execute("SELECT duration FROM streams WHERE stream_id = 'm1'").fetchone()
+    assert 14.0 <= duration <= 15.5  # the clip is 15 s

@@ -137,7 +137,8 @@ class StreamWorker:
         self._lock = threading.RLock()  # the ingest loop and the collector share the queues
         self._wake = threading.Event()  # set when a moderation future finishes
         self._collecting = False
-        self.position = 0.0
+        self.position = 0.0  # stream time read so far; infinite once the stream is drained
+        self.reached = 0.0  # the last stream time read: what status reports, after the end too
 
     def stop(self) -> None:
         """Finish promptly: stop reading, then moderate and write what is in flight."""
@@ -180,7 +181,7 @@ class StreamWorker:
                         self._enqueue(seg.flush())
                     seg = self._segmenter(block.stream_time, seg.next_index if seg else 0)
                 self._enqueue(seg.feed(block.samples))
-                self.position = block.stream_time + length
+                self.position = self.reached = block.stream_time + length
                 with self._lock:
                     self._pump()
                 if time.monotonic() - last_status > 2.0:
@@ -350,7 +351,7 @@ class StreamWorker:
         self.sink.stream(
             self.stream_id,
             self.url,
-            self.position if self.position != float("inf") else 0.0,
+            self.reached,
             backlog,
             has_video=True,
             queued=queued,
