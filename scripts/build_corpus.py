@@ -23,8 +23,9 @@ Steps, all deterministic for a given ``--seed``:
    is ``data/test/sentences.jsonl``, sentences written apart from everything else; the second,
    sixth and tenth test splits (``data/test{2,6,10}/sentences.jsonl``), scored and then used to
    choose models and tune the fusion, are set aside (``test2.jsonl``, ``test6.jsonl``,
-   ``test10.jsonl``: trained on by nothing); the eleventh (``data/test11``, scored once) is
-   read by nothing here yet;
+   ``test10.jsonl``: trained on by nothing); the eleventh (``data/test11``, scored once) and
+   the thirteenth (``data/test13``, scored as a check) are read by nothing here yet, nor is
+   ``data/stock`` (held back);
 3. add augmented copies of each item (same group, same split, tagged ``aug``) that imitate
    evasion and noisy text: traditional, separator, pinyin, homophone, numeral, repeat,
    emoji; benign items are augmented exactly like violations; and, in train only, copies

@@ -140,17 +140,17 @@ def load_sentences(path: Path, limit: int | None = None) -> list[dict]:
 
 # sentence id letters with their own draws (all but the first pick's s); with s, the id letters
 # load_sentences accepts
-SALTED = "tedhkmnpqruvwxy"
+SALTED = "tedhkmnpqruvwxyzj"
 
 
 def sentence_rng(sid: str, salt: int) -> np.random.Generator:
     """An RNG that depends only on the sentence id (so --limit runs agree with full runs)."""
     # picked train-only (t0001), evaluation (e0001), fresh (d0001), second and third test split
     # (h0001, k0001), fourth (m0001), fifth (n0001), sixth (p0001), seventh (q0001), eighth
-    # (r0001), ninth (u0001), tenth (v0001), eleventh (w0001), twelfth (x0001) and thirteenth (y0001) sentences must
-    # not replay s0001's
+    # (r0001), ninth (u0001), tenth (v0001), eleventh (w0001), twelfth (x0001) and thirteenth
+    # (y0001) sentences, the stock talk (z0001) and its check set (j0001) must not replay s0001's
     if sid[0] in SALTED:
-        salt += 100 * (SALTED.index(sid[0]) + 1)  # t: 100, e: 200, ..., v: 1200, w: 1300, x: 1400, y: 1500
+        salt += 100 * (SALTED.index(sid[0]) + 1)  # t: 100, e: 200, ..., y: 1500, z: 1600, j: 1700
     return np.random.default_rng([SEED, salt, int(sid[1:])])
 
 
