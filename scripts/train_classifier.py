@@ -533,9 +533,8 @@ def tune_and_test(out: Path, data: Path, info: dict, agree: float | None, score_
     # the model-only threshold decides only which model-only labels there are (each scores at least
     # min_score, 0.5): fuse once per setting at the lowest threshold, then keep the model-only
     # labels whose probability reaches each threshold (checked against a direct run below)
-    def fused_once(
-        veto, dismiss, ag, reject, shares, rows
-    ):  # (code, probability if model-only else None) per label
+    def fused_once(veto, dismiss, ag, reject, shares, rows):
+        """Per row, its labels as (code, probability if model-only else None)."""
         mix = scores(shares)
         return [
             [
